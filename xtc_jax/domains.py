@@ -114,7 +114,7 @@ def gaussian_blur(image: np.ndarray, sigma: float = 2.0) -> np.ndarray:
 
 
 def _decode_power(scale: float) -> Callable[[np.ndarray], np.ndarray]:
-    """XTC's edge_occlusion / keypoints2d transform: blur(sigma=2), then x^0.8 / scale^0.8, clamp."""
+    """XTC's edge_occlusion/keypoints2d transform: blur sigma 2, x^0.8 / scale^0.8, clamp."""
 
     def decode(raw: np.ndarray) -> np.ndarray:
         blurred = np.maximum(gaussian_blur(_to_channels(raw, 1)), 0.0)
@@ -246,7 +246,7 @@ class Domain:
 
         target = jnp.asarray(target)
         if self.mask_value is None:
-            return jnp.ones(target.shape[:-1] + (1,), dtype=bool)
+            return jnp.ones((*target.shape[:-1], 1), dtype=bool)
         hit = jnp.all(jnp.abs(target - self.mask_value) <= 1e-3, axis=-1, keepdims=True)
         window = (1,) * (hit.ndim - 3) + (5, 5, 1)
         dilated = lax.reduce_window(hit, False, lax.bitwise_or, window, (1,) * hit.ndim, "SAME")

@@ -5,10 +5,10 @@ Readers never rebuild file names from these templates (they index whatever
 for writers: the synthetic generator, and tests that build trees.
 
 Layouts (taskonomy.md §1.2):
-  plain     {root}/{building}/{domain}/point_P_view_V_domain_T.ext   (B: 2018 code)
-  xtc       {root}/{building}_{domain}/{domain}/point_...            (D: extracted per-building tarballs)
-  omnidata  {root}/{domain}/taskonomy/{building}/point_...           (C: omnitools.download)
-  by_domain {root}/{domain}/{building}/point_...                     (E: old omnidata loader, repacks)
+  plain     {root}/{building}/{domain}/point_P_view_V_domain_T.ext  (B: 2018 code)
+  xtc       {root}/{building}_{domain}/{domain}/point_...  (D: extracted per-building tarballs)
+  omnidata  {root}/{domain}/taskonomy/{building}/point_...  (C: omnitools.download)
+  by_domain {root}/{domain}/{building}/point_...  (E: old omnidata loader, repacks)
 """
 
 from __future__ import annotations
