@@ -38,7 +38,7 @@ def _resize_shorter(image: Image.Image, size: int) -> Image.Image:
 
 def _center_crop(image: Image.Image, size: int) -> Image.Image:
     width, height = image.size
-    left, top = int(round((width - size) / 2.0)), int(round((height - size) / 2.0))
+    left, top = round((width - size) / 2.0), round((height - size) / 2.0)
     return image.crop((left, top, left + size, top + size))
 
 
@@ -46,10 +46,7 @@ def _to_tensor(image: Image.Image) -> torch.Tensor:
     """torchvision ToTensor: uint8 images are divided by 255, 16-bit ones are not."""
     array = np.array(image, dtype=np.int32 if image.mode.startswith("I") else None)
     tensor = torch.from_numpy(array)
-    if tensor.ndim == 2:
-        tensor = tensor[None]
-    else:
-        tensor = tensor.permute(2, 0, 1).contiguous()
+    tensor = tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
     if tensor.dtype == torch.uint8:
         return tensor.float().div(255)
     return tensor.float()

@@ -1,0 +1,182 @@
+"""Input pipeline throughput: our Grain pipeline vs the original's PyTorch DataLoader.
+
+    python -m xtc_jax.bench.input_pipeline [--views 96] [--batch 16] [--batches 12]
+
+Both sides read the same 9-domain 256x256 Taskonomy-format PNGs (rendered by
+the synthetic generator) and produce the same float tensors per view: rgb,
+normal, reshading, principal_curvature, depth_zbuffer, edge_texture
+(sobel_edges, computed from rgb), edge_occlusion, keypoints2d, keypoints3d.
+
+- JAX side: the PNG bytes in array_record shards (TFDS, no TensorFlow) ->
+  `xtc_jax.data.pipeline.make_dataset` (Grain).
+- PyTorch side: `xtc_jax.bench.torch_loader.OriginalStyleDataset` in a
+  `torch.utils.data.DataLoader`, file by file with PIL, as the original does.
+
+Two settings, alternated in one run (`--rounds` times, best round kept):
+- one core: no worker processes, one decoding thread, torch.set_num_threads(1);
+  samples/s here is samples/s per core.
+- all cores: `--workers` worker processes on each side.
+torch is a benchmark-only extra (requirements-bench.txt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+
+DOMAINS = [
+    "rgb",
+    "normal",
+    "reshading",
+    "principal_curvature",
+    "depth_zbuffer",
+    "edge_texture",
+    "edge_occlusion",
+    "keypoints2d",
+    "keypoints3d",
+]
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def prepare_data(root: str, views: int, size: int) -> tuple[str, str]:
+    """Renders (once) a synthetic tree and builds its shards; returns (tree, shards)."""
+    from xtc_jax.data import synthetic, taskonomy
+
+    tree, shards = os.path.join(root, "tree"), os.path.join(root, "shards")
+    if not os.path.exists(os.path.join(tree, "train_val_test_synthetic.csv")):
+        print(f"rendering {views} synthetic views at {size}x{size} into {tree} ...", flush=True)
+        synthetic.generate(tree, buildings=2, views=views // 2, size=size, seed=0, progress=False)
+    if not taskonomy.find_datasets(shards):
+        print(f"building array_record shards into {shards} ...", flush=True)
+        buildings = sorted(e.name for e in os.scandir(tree) if e.is_dir())
+        taskonomy.build_dataset(
+            tree, shards, DOMAINS, splits={"train": buildings}, name="bench", log=None
+        )
+    return tree, shards
+
+
+def time_batches(batches: Iterator, count: int, warmup: int = 2) -> float:
+    """Seconds for `count` batches after `warmup` batches."""
+    for _ in range(warmup):
+        next(batches)
+    start = time.perf_counter()
+    for _ in range(count):
+        next(batches)
+    return time.perf_counter() - start
+
+
+def jax_batches(shards: str, batch: int, workers: int, threads: int) -> Iterator:
+    from xtc_jax.data import pipeline, taskonomy
+
+    source = taskonomy.open_source(shards, "train")
+    data = pipeline.make_dataset(
+        source,
+        DOMAINS,
+        resolution=256,
+        global_batch_size=batch,
+        seed=0,
+        worker_count=workers,
+        read_threads=threads,
+        process_index=0,
+        process_count=1,
+    )
+    return iter(data)
+
+
+def torch_batches(tree: str, batch: int, workers: int) -> Iterator:
+    import torch
+
+    from xtc_jax.bench.torch_loader import OriginalStyleDataset
+    from xtc_jax.data.index import RawFolderSource
+
+    raw = RawFolderSource(tree, [d for d in DOMAINS if d != "edge_texture"], "all")
+    views = [raw.paths(i) for i in range(len(raw))]
+    dataset = OriginalStyleDataset(views, DOMAINS)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=workers > 0,
+    )
+
+    def forever() -> Iterator:
+        while True:
+            yield from loader
+
+    return forever()
+
+
+def measure(make: Callable[[], Iterator], batches: int, batch: int) -> float:
+    iterator = make()
+    seconds = time_batches(iterator, batches)
+    del iterator
+    return batches * batch / seconds
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--data", default=os.path.join(tempfile.gettempdir(), "xtc_bench_input"))
+    parser.add_argument("--views", type=int, default=96, help="views rendered for the benchmark")
+    parser.add_argument("--size", type=int, default=256, help="stored PNG size (square)")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--batches", type=int, default=12, help="timed batches per measurement")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; best kept")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    tree, shards = prepare_data(args.data, args.views, args.size)
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; python {sys.version.split()[0]}")
+    print(f"torch {torch.__version__}; batch {args.batch}, {args.batches} timed batches\n")
+
+    settings = {
+        "one core": dict(jax=(0, 1), torch=0),
+        f"{args.workers} workers": dict(jax=(args.workers, 1), torch=args.workers),
+    }
+    results: dict[tuple[str, str], float] = {}
+    for _ in range(args.rounds):
+        for name, setting in settings.items():
+            torch.set_num_threads(1)
+            workers, threads = setting["jax"]
+            rate = measure(
+                lambda w=workers, t=threads: jax_batches(shards, args.batch, w, t),
+                args.batches,
+                args.batch,
+            )
+            results[name, "jax"] = max(results.get((name, "jax"), 0.0), rate)
+            rate = measure(
+                lambda w=setting["torch"]: torch_batches(tree, args.batch, w),
+                args.batches,
+                args.batch,
+            )
+            results[name, "torch"] = max(results.get((name, "torch"), 0.0), rate)
+
+    print(f"{'setting':<12} {'Grain (samples/s)':>18} {'PyTorch (samples/s)':>20} {'ratio':>7}")
+    for name in settings:
+        jax_rate, torch_rate = results[name, "jax"], results[name, "torch"]
+        ratio = jax_rate / torch_rate
+        print(f"{name:<12} {jax_rate:>18.1f} {torch_rate:>20.1f} {ratio:>6.2f}x")
+
+
+if __name__ == "__main__":
+    main()
