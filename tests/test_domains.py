@@ -117,7 +117,16 @@ def test_edge_texture_is_xtc_sobel_of_rgb():
     expected = np.hypot(
         ndimage.sobel(gray, axis=1, mode="constant"), ndimage.sobel(gray, axis=0, mode="constant")
     )
-    np.testing.assert_allclose(domain.derive_decoded(rgb)[..., 0], expected, rtol=1e-5)
+    np.testing.assert_allclose(domain.derive_decoded(rgb)[..., 0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_derived_and_blurred_domains_are_bitwise_deterministic():
+    rgb = RNG.random((32, 32, 3)).astype(np.float32)
+    raw = RNG.integers(0, 5000, size=(32, 32), dtype=np.uint16)
+    edges = [domains.sobel_edges(rgb.copy()) for _ in range(20)]
+    blurred = [domains.get("keypoints2d").decode(raw.copy()) for _ in range(20)]
+    assert all(np.array_equal(edges[0], e) for e in edges)
+    assert all(np.array_equal(blurred[0], b) for b in blurred)
 
 
 def test_normal_mask_is_dilated_5x5_and_jittable():

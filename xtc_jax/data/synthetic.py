@@ -294,9 +294,7 @@ def generate(
     start = time.perf_counter()
     per_point = _views_of(views, views_per_point)
     tasks = [
-        (str(out), layout, seed, b, p, v, size)
-        for b in range(buildings)
-        for p, v in per_point
+        (str(out), layout, seed, b, p, v, size) for b in range(buildings) for p, v in per_point
     ]
     done_views, done_files, remaining = 0, 0, {b: views for b in range(buildings)}
     pool = _pool(workers) if workers > 1 else None

@@ -3,9 +3,11 @@
 This is the hot path of the input pipeline. It follows the original
 XTConsistency loader (`shared/reference/xtconsistency.md` §3.1, §5):
 
-1. Each needed *stored* domain's PNG is opened once with PIL. Its IHDR header
-   is checked first (bit depth and channel count must match the `Domain`), so
-   a file of the wrong format is a `DataError`, never a silently wrong tensor.
+1. Each needed *stored* domain's PNG is decoded once (`png.decode_png`,
+   OpenCV's libpng). Its IHDR header is checked first (bit depth and channel
+   count must match the `Domain`), so a file of the wrong format is a
+   `DataError`, never a silently wrong tensor. Images stay NumPy arrays; PIL
+   is used only where it defines the original's result (resize, jitter).
 2. Optional zoom augmentation: with p=0.5 a *centre* crop of side
    ``randint(358, 512) / 512`` of the image, the same fraction for every
    domain of the example.
@@ -34,8 +36,6 @@ is a pure function of (record, seed, epoch, index).
 from __future__ import annotations
 
 import dataclasses
-import io
-import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -55,9 +55,6 @@ JITTER_BRIGHTNESS = JITTER_CONTRAST = JITTER_SATURATION = 0.4
 JITTER_HUE = 0.1
 
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST}
-# PIL modes a correctly formatted file of each bit depth opens as.
-_MODES_8BIT = {"L", "LA", "RGB", "RGBA", "P", "PA"}
-_MODES_16BIT = {"I;16", "I;16B", "I;16L", "I"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,8 +102,8 @@ def record_name(record: Mapping[str, Any], domain: str | None = None) -> str:
     return f"{name}/{domain}" if domain else name
 
 
-def open_png(data: bytes, domain: domains_lib.Domain, name: str) -> Image.Image:
-    """Opens and fully decodes PNG bytes as a PIL image, checking the domain's format.
+def open_png(data: bytes, domain: domains_lib.Domain, name: str) -> np.ndarray:
+    """Decodes PNG bytes to a uint8/uint16 array, checking the domain's format.
 
     Raises DataError naming `name` if the bytes are not a PNG, are corrupt or
     truncated, or have the wrong bit depth / channel count for `domain`.
@@ -121,20 +118,7 @@ def open_png(data: bytes, domain: domains_lib.Domain, name: str) -> Image.Image:
             f"{' or '.join(map(str, domain.stored_channels))} channel(s). The file probably "
             "belongs to another domain or was re-encoded; replace it with the original."
         )
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except (OSError, SyntaxError, ValueError, zlib.error) as error:
-        raise DataError(
-            f"{name}: corrupt or truncated PNG ({error}). Re-download or re-extract this "
-            "file, or delete it so the view is skipped."
-        ) from error
-    allowed = _MODES_16BIT if domain.bit_depth == 16 else _MODES_8BIT
-    if image.mode not in allowed:
-        raise DataError(f"{name}: PNG opened as unexpected PIL mode {image.mode!r}.")
-    if image.mode in ("P", "PA"):
-        image = image.convert("RGB")
-    return image
+    return png.decode_png(bytes(data), name)
 
 
 def _crop_box(width: int, height: int, zoom: float) -> tuple[int, int, int, int] | None:
@@ -149,13 +133,23 @@ def _crop_box(width: int, height: int, zoom: float) -> tuple[int, int, int, int]
     return left, top, left + side, top + side
 
 
-def crop_resize(image: Image.Image, resolution: int, method: str, zoom: float) -> Image.Image:
-    """Centre crop to a square (optionally zoomed), then resize to `resolution` square."""
-    box = _crop_box(image.width, image.height, zoom)
+def crop_resize(image: np.ndarray, resolution: int, method: str, zoom: float) -> np.ndarray:
+    """Centre crop to a square (optionally zoomed), then resize to `resolution` square.
+
+    The resize is PIL's (BILINEAR antialiases when shrinking, as the
+    original's torchvision Resize on PIL images; 16-bit arrays resize in PIL's
+    16-bit mode). Nothing is copied when no crop or resize is needed.
+    """
+    height, width = image.shape[:2]
+    box = _crop_box(width, height, zoom)
     if box is not None:
-        image = image.crop(box)
-    if image.size != (resolution, resolution):
-        image = image.resize((resolution, resolution), _RESAMPLE[method])
+        left, top, right, bottom = box
+        image = image[top:bottom, left:right]
+    if image.shape[:2] != (resolution, resolution):
+        resized = Image.fromarray(np.ascontiguousarray(image)).resize(
+            (resolution, resolution), _RESAMPLE[method]
+        )
+        image = _raw_array(resized)
     return image
 
 
@@ -166,8 +160,9 @@ def _adjust_hue(image: Image.Image, factor: float) -> Image.Image:
     return Image.fromarray(hsv, "HSV").convert("RGB")
 
 
-def color_jitter(image: Image.Image, ops: Sequence[tuple[str, float]]) -> Image.Image:
+def color_jitter(array: np.ndarray, ops: Sequence[tuple[str, float]]) -> np.ndarray:
     """Applies (op, factor) colour adjustments in order, as torchvision's ColorJitter on PIL."""
+    image = Image.fromarray(np.ascontiguousarray(array))
     mode = image.mode
     if mode != "RGB":
         image = image.convert("RGB")
@@ -182,7 +177,7 @@ def color_jitter(image: Image.Image, ops: Sequence[tuple[str, float]]) -> Image.
             image = _adjust_hue(image, factor)
         else:
             raise ValueError(f"unknown colour jitter op {op!r}")
-    return image if mode == "RGB" else image.convert(mode)
+    return np.asarray(image if mode == "RGB" else image.convert(mode))
 
 
 def _raw_array(image: Image.Image) -> np.ndarray:
@@ -222,16 +217,15 @@ def transform_example(
         for dom in dependants:
             if dom.derive_raw is None:
                 continue
-            raw = np.asarray(dom.derive_raw(_raw_array(image)))
-            derived = crop_resize(Image.fromarray(raw), resolution, dom.resize, augment.zoom)
-            out[dom.name] = dom.decode(np.asarray(derived))
+            raw = np.asarray(dom.derive_raw(image))
+            out[dom.name] = dom.decode(crop_resize(raw, resolution, dom.resize, augment.zoom))
         if not any(d.derive_raw is None for d in dependants):
             continue  # only derived-from-raw domains use this file
         image = crop_resize(image, resolution, stored.resize, augment.zoom)
-        base = stored.decode(_raw_array(image))
+        base = stored.decode(image)
         decoded[stored_name] = base
         if stored_name in requested and stored_name == "rgb" and augment.jitter:
-            out[stored_name] = stored.decode(_raw_array(color_jitter(image, augment.jitter)))
+            out[stored_name] = stored.decode(color_jitter(image, augment.jitter))
         elif stored_name in requested:
             out[stored_name] = base
         for dom in dependants:
