@@ -115,7 +115,7 @@ def torch_batches(tree: str, batch: int, workers: int) -> Iterator:
     import torch
 
     from xtc_jax.bench.torch_loader import OriginalStyleDataset
-    from xtc_jax.data.index import RawFolderSource
+    from xtc_jax.data.sources import RawFolderSource
 
     raw = RawFolderSource(tree, [d for d in DOMAINS if d != "edge_texture"], "all")
     views = [raw.paths(i) for i in range(len(raw))]

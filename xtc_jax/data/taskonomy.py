@@ -40,15 +40,9 @@ import numpy as np
 
 from xtc_jax import domains as domains_lib
 from xtc_jax.data import splits as splits_lib
-from xtc_jax.data.index import (
-    EXAMPLES_PER_REASON,
-    ConcatSource,
-    RawFolderSource,
-    build_index,
-    check_domains,
-    stored_names,
-)
+from xtc_jax.data.index import EXAMPLES_PER_REASON, build_index, check_domains, stored_names
 from xtc_jax.data.png import decode_png, png_header
+from xtc_jax.data.sources import ConcatSource, RawFolderSource
 from xtc_jax.errors import ConfigError, DataError
 
 SUMMARY_FILE = "taskonomy_summary.json"
