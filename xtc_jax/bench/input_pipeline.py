@@ -12,10 +12,17 @@ normal, reshading, principal_curvature, depth_zbuffer, edge_texture
 - PyTorch side: `xtc_jax.bench.torch_loader.OriginalStyleDataset` in a
   `torch.utils.data.DataLoader`, file by file with PIL, as the original does.
 
-Two settings, alternated in one run (`--rounds` times, best round kept):
+Settings, alternated in one run (`--rounds` times; each round times both
+sides back to back, in alternating order, and the ratio is taken within the
+round; the median over rounds is reported with its range); each
+side uses its own way of using N = `--workers` cores:
 - one core: no worker processes, one decoding thread, torch.set_num_threads(1);
   samples/s here is samples/s per core.
-- all cores: `--workers` worker processes on each side.
+- N threads: Grain decodes with N threads in one process (OpenCV, PIL and
+  NumPy release the GIL); PyTorch's DataLoader has no thread mode, so it
+  uses N worker processes.
+- N workers: N worker processes on both sides.
+Every figure also comes as samples per CPU-second (process + workers).
 torch is a benchmark-only extra (requirements-bench.txt).
 """
 
@@ -25,6 +32,7 @@ import argparse
 import contextlib
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -154,9 +162,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--views", type=int, default=96, help="views rendered for the benchmark")
     parser.add_argument("--size", type=int, default=256, help="stored PNG size (square)")
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--batches", type=int, default=12, help="timed batches per measurement")
+    parser.add_argument("--batches", type=int, default=20, help="timed batches per measurement")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; best kept")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds (median)")
     args = parser.parse_args(argv)
 
     import torch
@@ -167,10 +175,11 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = {
         "one core": dict(jax=(0, 1), torch=0),
+        f"{args.workers} threads": dict(jax=(0, args.workers), torch=args.workers),
         f"{args.workers} workers": dict(jax=(args.workers, 1), torch=args.workers),
     }
-    results: dict[tuple[str, str], tuple[float, float]] = {}
-    for _ in range(args.rounds):
+    rounds: dict[str, list[dict[str, tuple[float, float]]]] = {name: [] for name in settings}
+    for round_index in range(args.rounds):
         for name, setting in settings.items():
             torch.set_num_threads(1)
             workers, threads = setting["jax"]
@@ -178,18 +187,26 @@ def main(argv: list[str] | None = None) -> None:
                 "jax": lambda w=workers, t=threads: jax_batches(shards, args.batch, w, t),
                 "torch": lambda w=setting["torch"]: torch_batches(tree, args.batch, w),
             }
-            for side, make in makers.items():
-                rates = measure(make, args.batches, args.batch)
-                best = results.get((name, side), (0.0, 0.0))
-                results[name, side] = rates if rates[0] > best[0] else best
+            order = ["jax", "torch"] if round_index % 2 == 0 else ["torch", "jax"]
+            rounds[name].append({side: measure(makers[side], args.batches, args.batch)
+                                 for side in order})  # fmt: skip
+            print(f"  round {round_index + 1} {name}: " + ", ".join(
+                f"{side} {rate[0]:.1f}/s" for side, rate in rounds[name][-1].items()
+            ), flush=True)  # fmt: skip
 
-    print("samples/s (wall clock) and samples per CPU-second (process + workers):")
-    print(f"{'setting':<12} {'Grain':>16} {'PyTorch':>16} {'ratio':>7} {'ratio per CPU-s':>16}")
-    for name in settings:
-        (jax_wall, jax_cpu), (torch_wall, torch_cpu) = results[name, "jax"], results[name, "torch"]
+    print("\nmedian over rounds: samples/s (samples per CPU-second, process + workers)")
+    print(f"{'setting':<11} {'Grain':>15} {'PyTorch':>15} {'ratio [range]':>20} {'per CPU-s':>10}")
+    for name, results in rounds.items():
+        wall = [r["jax"][0] / r["torch"][0] for r in results]
+        cpu = [r["jax"][1] / r["torch"][1] for r in results]
+        jax_rate = statistics.median(r["jax"][0] for r in results)
+        jax_cpu = statistics.median(r["jax"][1] for r in results)
+        torch_rate = statistics.median(r["torch"][0] for r in results)
+        torch_cpu = statistics.median(r["torch"][1] for r in results)
         print(
-            f"{name:<12} {jax_wall:>7.1f} ({jax_cpu:5.1f}) {torch_wall:>7.1f} ({torch_cpu:5.1f}) "
-            f"{jax_wall / torch_wall:>6.2f}x {jax_cpu / torch_cpu:>15.2f}x"
+            f"{name:<11} {jax_rate:>6.1f} ({jax_cpu:5.1f}) {torch_rate:>6.1f} ({torch_cpu:5.1f}) "
+            f"{statistics.median(wall):>6.2f}x [{min(wall):.2f}-{max(wall):.2f}] "
+            f"{statistics.median(cpu):>9.2f}x"
         )
 
 

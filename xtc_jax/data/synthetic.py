@@ -328,7 +328,11 @@ def main(argv: list[str] | None = None) -> Summary:
     parser.add_argument("--buildings", type=int, default=2, help="number of buildings (default 2)")
     parser.add_argument("--views", type=int, default=12, help="views per building (default 12)")
     parser.add_argument(
-        "--views-per-point", type=int, default=3, help="views per fixation point (default 3)"
+        "--views_per_point",
+        "--views-per-point",
+        type=int,
+        default=3,
+        help="views per fixation point (default 3)",
     )
     parser.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed -> same bytes")
