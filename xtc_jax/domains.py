@@ -282,7 +282,7 @@ def _image(name: str, channels: int, mask_value: float | None, **kw) -> Domain:
     )
 
 
-def _sixteen(name: str, decode, encode, mask_value: float | None = None) -> Domain:
+def _sixteen(name: str, decode, encode, mask_value: float | None = None, **kw) -> Domain:
     return Domain(
         name=name,
         channels=1,
@@ -292,7 +292,8 @@ def _sixteen(name: str, decode, encode, mask_value: float | None = None) -> Doma
         encode=encode,
         mask_value=mask_value,
         loss="l1",
-        file_token=name,
+        file_token=kw.pop("file_token", name),
+        **kw,
     )
 
 
@@ -307,15 +308,12 @@ DOMAINS: dict[str, Domain] = {
         _sixteen("edge_occlusion", _decode_power(4000.0), _encode_power(4000.0)),
         _sixteen("keypoints2d", _decode_power(2000.0), _encode_power(2000.0)),
         _sixteen("keypoints3d", _decode_linear16(64131.0), _encode_linear16(64131.0)),
-        Domain(
-            name="edge_texture",
-            channels=1,
-            bit_depth=16,
-            stored_channels=(1,),
-            decode=_decode_linear16(65535.0),
-            encode=_encode_linear16(65535.0),
-            mask_value=None,
-            loss="l1",
+        # Stored edge_texture files exist, but the original computes Edge-2D from the rgb.
+        _sixteen(
+            "edge_texture",
+            _decode_linear16(65535.0),
+            _encode_linear16(65535.0),
+            file_token=None,
             source="rgb",
             derive_decoded=sobel_edges,
         ),
