@@ -208,3 +208,14 @@ def test_wrong_explicit_layout_and_bad_chunk(tmp_path, capsys):
     args = ["--root", str(root), "--out", str(tmp_path / "o"), "--domains", "rgb"]
     assert taskonomy.main([*args, "--chunk", "2/2"]) == 2
     assert "--chunk 2/2: use I/N" in capsys.readouterr().err
+
+
+def test_build_errors_name_the_real_mistake(tmp_path):
+    with pytest.raises(DataError, match=r"Taskonomy root .*nope does not exist\. Check --root"):
+        taskonomy.build_dataset(tmp_path / "nope", tmp_path / "out", ["rgb"], subset="tiny")
+    root = tmp_path / "tree"
+    fx.make_tree(root, "plain", buildings=BUILDINGS)
+    with pytest.raises(
+        DataError, match=r"names 25 building\(s\) absent from the tree.*Buildings in the tree: "
+    ):
+        taskonomy.build_dataset(root, tmp_path / "out", ["rgb"], subset="tiny")

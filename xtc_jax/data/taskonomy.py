@@ -203,6 +203,9 @@ def build_dataset(
     Returns the summary, also written to {dataset}/taskonomy_summary.json.
     """
     start, log = time.time(), log or (lambda message: None)
+    if not os.path.isdir(root):
+        what = "is not a folder" if os.path.exists(root) else "does not exist"
+        raise DataError(f"Taskonomy root {os.path.abspath(root)} {what}. Check --root.")
     domains = stored_names(domains)
     if not name.replace("_", "").isalnum() or not name[0].isalpha() or name != name.lower():
         raise ConfigError(f"name={name!r}: use lower-case letters, digits and _ (e.g. taskonomy).")
@@ -226,14 +229,18 @@ def build_dataset(
     if not keep:
         raise ConfigError(f"no buildings selected (splits from {source_name}, --buildings).")
     index = build_index(root, domains, layout, buildings=keep)
+    # Buildings first: a split that names none of the tree's buildings is the real mistake.
+    chosen_of = {
+        split: splits_lib.check_present(
+            split, split_buildings, index.buildings, source_name, allow_missing_buildings
+        )
+        for split, split_buildings in wanted.items()
+        if split_buildings
+    }
     check_domains(index, domains)
     sources = {}
-    for split, split_buildings in wanted.items():
-        if split_buildings:
-            chosen = splits_lib.check_present(
-                split, split_buildings, index.buildings, source_name, allow_missing_buildings
-            )
-            sources[split] = RawFolderSource.from_index(index, domains, chosen, split)
+    for split, chosen in chosen_of.items():
+        sources[split] = RawFolderSource.from_index(index, domains, chosen, split)
     if not any(len(s) for s in sources.values()):
         raise DataError(
             f"no complete views to write under {index.root} for buildings {keep[:12]}: "
