@@ -23,6 +23,7 @@ TINY = [
     "--config.data.resolution=32",
     "--config.batch_size=4",
     "--batches=1",
+    "--mode=prepare",
 ]
 
 

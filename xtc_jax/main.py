@@ -1,6 +1,9 @@
 """The main command: `python -m xtc_jax.main --config=configs/normal.py[:preset] --workdir=DIR`.
 
 Modes:
+  train    (default) train the config's experiment end to end (`experiment.py`):
+           data, frozen perceptual networks, baseline and consistency models,
+           then their held-out errors side by side. Resumes after a kill.
   prepare  make the config's data ready (render the built-in synthetic
            Taskonomy if no data.path is set, build array_record shards),
            stream a few batches through the Grain pipeline, report
@@ -24,7 +27,7 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. configs/normal.py or configs/normal.py:cpu."
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for data caches, logs and checkpoints.")
-_MODE = flags.DEFINE_enum("mode", "prepare", ["prepare"], "What to run (see module doc).")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "prepare"], "What to run (see module doc).")
 _BATCHES = flags.DEFINE_integer("batches", 4, "prepare: batches to stream for the report.")
 
 
@@ -94,6 +97,10 @@ def main(argv: list[str]) -> None:
     try:
         if _MODE.value == "prepare":
             prepare(config, workdir)
+        else:
+            from xtc_jax import experiment
+
+            experiment.run(config, workdir)
     except XtcError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -91,7 +91,7 @@ def data_location(data: ml_collections.ConfigDict, workdir: str) -> str:
     """The folder sources are opened from (shards or, with format "raw", the tree)."""
     if data.format not in ("shards", "raw"):
         raise ConfigError(f'data.format={data.format!r}: use "shards" or "raw".')
-    cache_dir = default_cache_dir(workdir)
+    cache_dir = data.get("cache_dir") or default_cache_dir(workdir)
     if not data.path:
         tree = synthetic_tree(data.synthetic, cache_dir)
         if data.format == "raw":
