@@ -4,7 +4,7 @@ Config files are thin: they pick the target, the domains and the preset.
 Presets come through the `:preset` suffix of `--config=configs/x.py:preset`:
 "" (the paper's setting: 256x256, ds=6, batch 64, AMSGrad lr 3e-5, coupled
 weight decay 2e-6, k=3 by win-rate) or "cpu" (a small version a 2-core CPU
-finishes in minutes: 64x64, narrow networks, batch 8, fewer steps).
+finishes in minutes: 48x48 from 64 px renders, narrow networks, batch 8, few steps).
 
 The energy configs of the original (xtconsistency.md §4) become:
   networks  {"src->dst": {arch, downsample, width, checkpoint}}
@@ -104,7 +104,7 @@ def data_config(domains: list[str], preset: str) -> ml_collections.ConfigDict:
     data.train_split = "train"
     data.val_split = "val"
     data.domains = list(domains)
-    data.resolution = 64 if cpu else 256
+    data.resolution = 48 if cpu else 256
     data.augment = False
     data.worker_count = 0 if cpu else 8
     data.on_error = "skip"
@@ -130,7 +130,7 @@ def base_config(preset: str) -> ml_collections.ConfigDict:
         dict(
             steps=300 if cpu else 100_000,
             baseline_steps=300 if cpu else 100_000,  # baseline warm start before consistency
-            steps_per_epoch=25 if cpu else 0,  # 0: the original's N / (400 * batch)
+            steps_per_epoch=100 if cpu else 0,  # 0: the original's N / (400 * batch)
             eval_every=100 if cpu else 2000,
             eval_batches=6 if cpu else 50,
             checkpoint_every=100 if cpu else 2000,
@@ -142,7 +142,7 @@ def base_config(preset: str) -> ml_collections.ConfigDict:
     config.compute = ml_collections.ConfigDict(dict(dtype="float32", remat=False))
     config.loss = ml_collections.ConfigDict(dict(denominator="valid"))
     config.selection = ml_collections.ConfigDict(dict(k=3, mode="winrate", weights="fixed"))
-    config.transfer_steps = 300 if cpu else 50_000
+    config.transfer_steps = 150 if cpu else 50_000
     config.networks_dir = ""  # trained perceptual/direct networks; "" = {workdir}/networks
     return config
 

@@ -114,7 +114,8 @@ class TaskGraph:
         for i, key in enumerate(edges or self.edges):
             src, _ = split_edge(key)
             x = jnp.zeros((1, resolution, resolution, domains_lib.get(src).channels), jnp.float32)
-            variables = self.modules[key].init(jax.random.fold_in(rng, i), x)
+            # Jitted: Flax's init run op by op compiles every op separately (seconds on CPU).
+            variables = jax.jit(self.modules[key].init)(jax.random.fold_in(rng, i), x)
             params[key] = variables.get("params", {})
         return params
 

@@ -75,6 +75,21 @@ def prepare(config, workdir: str) -> dict:
     return report
 
 
+def enable_compilation_cache() -> None:
+    """Persist compiled steps across runs ($XTC_COMPILATION_CACHE, default ~/.cache/xtc_jax/jax).
+
+    On a CPU compiling a step takes longer than running hundreds of them; the
+    frozen networks of one config share shapes, and reruns reuse everything.
+    """
+    import jax
+
+    path = os.environ.get("XTC_COMPILATION_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "xtc_jax", "jax"
+    )
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
 def quiet_library_logs() -> None:
     """Our own progress lines are the output; absl INFO lines and TFDS bars are noise."""
     import tensorflow_datasets as tfds
@@ -94,6 +109,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("--config and --workdir are required.")
     os.makedirs(workdir, exist_ok=True)
     quiet_library_logs()
+    enable_compilation_cache()
     try:
         if _MODE.value == "prepare":
             prepare(config, workdir)

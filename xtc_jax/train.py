@@ -91,45 +91,45 @@ def _initial_state(config, graph, trainable_edges, target_edge, optimizer, names
     }
 
 
-def _evaluate(config, graph, params, source, terms, plot_dir, step, writer, log) -> dict:
-    """Held-out metrics of the target network on `eval_batches` batches of `source`."""
-    mae = next(t for t in terms.values() if t.kind == "mae")
-    eval_step = jax.jit(
-        evaluate.make_eval_step(
-            graph, list(config.paths[mae.pred]), list(config.paths[mae.target]), mae.domain
+class _Evaluator:
+    """Held-out metrics and plot grids; its jitted functions are compiled once per run."""
+
+    def __init__(self, config, graph, terms):
+        mae = next(t for t in terms.values() if t.kind == "mae")
+        self.config = config
+        self.eval_step = jax.jit(
+            evaluate.make_eval_step(
+                graph, list(config.paths[mae.pred]), list(config.paths[mae.target]), mae.domain
+            )
         )
-    )
-    batch_size = min(config.batch_size, len(source))
-    data = pipeline.make_dataset(source, list(config.data.domains), config.data.resolution,
-                                 batch_size, config.seed, shuffle=False, num_epochs=1,
-                                 process_index=0, process_count=1)  # fmt: skip
-    results, first = [], None
-    for i, batch in enumerate(data):
-        if i >= config.train.eval_batches:
-            break
-        batch.pop(pipeline.INDEX_KEY)
-        first = first or batch
-        results.append(eval_step(params, batch))
-    metrics = evaluate.average(results)
-    if first is not None and config.plots:
-        values = jax.jit(graph.evaluate, static_argnums=2)(
-            params, first, _Paths({p: tuple(config.paths[p]) for p in config.plots})
-        )
-        grid = preview.batch_grid(jax.device_get(values), list(config.plots), rows=4)
-        writer.write_images(step, {"plots": grid})
-        os.makedirs(plot_dir, exist_ok=True)
-        preview.write_grid(os.path.join(plot_dir, f"step_{step:07d}.png"), jax.device_get(values),
-                           list(config.plots))  # fmt: skip
-    writer.write_scalars(step, metrics, split="val")
-    log(f"eval step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-    return metrics
+        plots = {p: list(config.paths[p]) for p in config.plots}
+        self.plot_values = jax.jit(lambda params, batch: graph.evaluate(params, batch, plots))
 
-
-class _Paths(dict):
-    """A hashable {name: path tuple} so it can be a static jit argument."""
-
-    def __hash__(self) -> int:  # type: ignore[override]
-        return hash(tuple(sorted(self.items())))
+    def __call__(self, params, source, plot_dir: str, step: int, writer, log) -> dict:
+        """Metrics of the target network on `eval_batches` batches of `source`."""
+        config = self.config
+        batch_size = min(config.batch_size, len(source))
+        data = pipeline.make_dataset(source, list(config.data.domains), config.data.resolution,
+                                     batch_size, config.seed, shuffle=False, num_epochs=1,
+                                     process_index=0, process_count=1)  # fmt: skip
+        results, first = [], None
+        for i, batch in enumerate(data):
+            if i >= config.train.eval_batches:
+                break
+            batch.pop(pipeline.INDEX_KEY)
+            first = first or batch
+            results.append(self.eval_step(params, batch))
+        metrics = evaluate.average(results)
+        if first is not None and config.plots:
+            values = jax.device_get(self.plot_values(params, first))
+            grid = preview.batch_grid(values, list(config.plots), rows=4)
+            writer.write_images(step, {"plots": grid})
+            os.makedirs(plot_dir, exist_ok=True)
+            preview.write_grid(os.path.join(plot_dir, f"step_{step:07d}.png"), values,
+                               list(config.plots))  # fmt: skip
+        writer.write_scalars(step, metrics, split="val")
+        log(f"eval step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        return metrics
 
 
 def train_and_evaluate(config, workdir: str, log: Callable[[str], None] = _log) -> dict:
@@ -180,6 +180,7 @@ def train_and_evaluate(config, workdir: str, log: Callable[[str], None] = _log) 
     chosen = tuple(meta.get("chosen") or ())
     winrates = dict(meta.get("winrates") or {})
     writer = MetricWriter(os.path.join(workdir, "logs"))
+    evaluator = _Evaluator(config, graph, terms)
     progress = Progress(total, every_seconds=config.train.log_every_seconds)
     pending, metrics = None, {}
     log(f"training {target_edge} for {total} steps from step {start}: "
@@ -211,7 +212,7 @@ def train_and_evaluate(config, workdir: str, log: Callable[[str], None] = _log) 
         pending = new_metrics
         done = step + 1
         if done % config.train.eval_every == 0 or done == total:
-            metrics = _evaluate(config, graph, {**frozen, **state["params"]}, val_source, terms,
+            metrics = evaluator({**frozen, **state["params"]}, val_source,
                                 os.path.join(workdir, "plots"), done, writer, log)  # fmt: skip
         if done % config.train.checkpoint_every == 0 or done == total:
             meta = {"chosen": list(chosen), "winrates": winrates}
@@ -221,7 +222,7 @@ def train_and_evaluate(config, workdir: str, log: Callable[[str], None] = _log) 
     checkpoints.wait()
     checkpoints.close()
     if not metrics and start >= total:
-        metrics = _evaluate(config, graph, {**frozen, **state["params"]}, val_source, terms,
+        metrics = evaluator({**frozen, **state["params"]}, val_source,
                             os.path.join(workdir, "plots"), total, writer, log)  # fmt: skip
     writer.close()
     export_dir = os.path.join(workdir, "export")

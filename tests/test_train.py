@@ -1,0 +1,171 @@
+"""Training: frozen networks stay frozen, k-subsets save compute, devices agree, runs resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import example_normal
+from xtc_jax import optim, selection
+from xtc_jax.graph import TaskGraph
+from xtc_jax.step import loss_terms, make_train_step, perceptual_names
+
+REPO = Path(__file__).resolve().parents[1]
+RES = 16
+TINY = [
+    "--config.data.synthetic.buildings=3",
+    "--config.data.synthetic.views=8",
+    "--config.data.synthetic.size=32",
+    f"--config.data.resolution={RES}",
+    "--config.batch_size=4",
+    "--config.train.eval_batches=1",
+]
+
+
+def _small_config():
+    config = example_normal.get_config("cpu")
+    config.data.resolution = RES
+    for spec in config.networks.values():
+        if spec.arch != "sobel":
+            spec.downsample = 2
+    return config
+
+
+def _setup(config, chosen):
+    graph = TaskGraph(config.networks)
+    terms = loss_terms(config)
+    params = graph.init(jax.random.PRNGKey(0), RES, ["rgb->normal"])
+    frozen = {e: graph.init(jax.random.PRNGKey(1), RES, [e])[e] for e in config.freeze}
+    optimizer = optim.make_optimizer(config.optimizer)
+    state = {
+        "step": jnp.int32(0),
+        "params": params,
+        "opt_state": optimizer.init(params),
+        "rng": jax.random.PRNGKey(0),
+        "winrate": selection.winrate_init(perceptual_names(terms)),
+    }
+    state = jax.tree.map(lambda x: jnp.array(np.array(x)), state)
+    step = make_train_step(graph, config, terms, chosen, optimizer, "rgb->normal")
+    rng = np.random.default_rng(0)
+    batch = {
+        "rgb": rng.random((4, RES, RES, 3), dtype=np.float32),
+        "normal": rng.random((4, RES, RES, 3), dtype=np.float32),
+        "principal_curvature": rng.random((4, RES, RES, 3), dtype=np.float32),
+        "edge_texture": rng.random((4, RES, RES, 1), dtype=np.float32),
+    }
+    return step, state, frozen, batch
+
+
+def test_frozen_networks_get_no_gradient_no_state_and_stay_bit_identical():
+    config = _small_config()
+    step, state, frozen, batch = _setup(config, ("principal_curvature",))
+    before = jax.tree.map(np.array, frozen)
+    start = jax.tree.map(np.array, state["params"])
+    jitted = jax.jit(step, donate_argnums=0)
+    for _ in range(2):
+        state, metrics = jitted(state, frozen, batch)
+    assert set(state["params"]) == {"rgb->normal"}  # only the trainable edge has params...
+    opt_leaves = jax.tree.leaves(state["opt_state"])
+    assert sum(x.size for x in opt_leaves) == 3 * sum(x.size for x in jax.tree.leaves(start)) + 1
+    jax.tree.map(np.testing.assert_array_equal, before, jax.tree.map(np.array, frozen))
+    changed = jax.tree.map(lambda a, b: not np.array_equal(a, np.asarray(b)), start,
+                           state["params"])  # fmt: skip
+    assert all(jax.tree.leaves(changed))  # ... and every one of its tensors moved
+    assert int(state["winrate"]["count"]["principal_curvature"]) == 8  # 2 steps x batch 4
+    assert int(state["winrate"]["count"]["edge_texture"]) == 0  # not chosen: not computed
+    assert {"loss/mae", "loss/percep_principal_curvature", "loss/total"} <= set(metrics)
+
+
+def test_a_smaller_k_compiles_less_compute():
+    config = _small_config()
+    convs = {}
+    for chosen in ((), ("principal_curvature",), ("edge_texture", "principal_curvature")):
+        step, state, frozen, batch = _setup(config, chosen)
+        jaxpr = str(jax.make_jaxpr(step)(state, frozen, batch))
+        convs[chosen] = jaxpr.count("conv_general_dilated")
+    counts = list(convs.values())
+    assert counts[0] < counts[1] < counts[2], convs
+
+
+def _run_main(workdir: Path, *flags: str, env_extra=None) -> subprocess.Popen:
+    env = dict(os.environ, XTC_DATA_DIR=str(workdir.parent / "data"), **(env_extra or {}))
+    return subprocess.Popen(
+        [sys.executable, "-m", "xtc_jax.main", "--config=configs/transfer.py:rgb->normal,cpu",
+         f"--workdir={workdir}", *TINY, *flags],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def _train_losses(workdir: Path) -> dict[int, float]:
+    losses = {}
+    for line in (workdir / "logs" / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row["split"] == "train":
+            losses[row["step"]] = row["loss/mae"]
+    return losses
+
+
+def test_two_fake_devices_match_one(tmp_path):
+    flags = ("--config.train.steps=6", "--config.train.eval_every=6",
+             "--config.train.checkpoint_every=6")  # fmt: skip
+    one = _run_main(tmp_path / "one", *flags)
+    assert one.wait(timeout=300) == 0, one.stdout.read()
+    two = _run_main(tmp_path / "two", *flags, env_extra={"JAX_NUM_CPU_DEVICES": "2"})
+    output = two.stdout.read()
+    assert two.wait(timeout=300) == 0, output
+    assert "2 device(s)" in output
+    a, b = _train_losses(tmp_path / "one"), _train_losses(tmp_path / "two")
+    assert sorted(a) == sorted(b) == list(range(1, 6))
+    np.testing.assert_allclose([a[s] for s in a], [b[s] for s in a], rtol=1e-4)
+
+
+def test_resume_after_kill_9_continues_steps_and_data_order(tmp_path):
+    flags = ("--config.train.steps=24", "--config.train.eval_every=100",
+             "--config.train.checkpoint_every=8")  # fmt: skip
+    reference = _run_main(tmp_path / "reference", *flags)
+    assert reference.wait(timeout=300) == 0, reference.stdout.read()
+
+    victim = _run_main(tmp_path / "killed", *flags)
+    deadline = time.time() + 300
+    while not (tmp_path / "killed" / "checkpoints" / "16").is_dir():
+        assert victim.poll() is None and time.time() < deadline, "no checkpoint before exit"
+        time.sleep(0.2)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    resumed = _run_main(tmp_path / "killed", *flags)
+    output = resumed.stdout.read()
+    assert resumed.wait(timeout=300) == 0, output
+    assert "resumed from step 16" in output or "resumed from step 24" in output
+    expected, got = _train_losses(tmp_path / "reference"), _train_losses(tmp_path / "killed")
+    late = [s for s in expected if s > 16]
+    np.testing.assert_allclose([got[s] for s in late], [expected[s] for s in late], rtol=1e-5)
+    assert (tmp_path / "killed" / "export" / "model.json").is_file()
+
+
+@pytest.mark.slow
+def test_consistency_experiment_end_to_end(tmp_path):
+    """Frozen networks trained first, then baseline and consistency, then the comparison."""
+    env = dict(os.environ, XTC_DATA_DIR=str(tmp_path / "data"))
+    result = subprocess.run(
+        [sys.executable, "-m", "xtc_jax.main",
+         "--config=configs/example_cascade_two_networks.py:cpu",
+         f"--workdir={tmp_path / 'run'}", *TINY, "--config.transfer_steps=10",
+         "--config.train.baseline_steps=10", "--config.train.steps=10",
+         "--config.train.eval_every=10", "--config.train.checkpoint_every=10"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "training frozen network normal->principal_curvature" in result.stdout
+    assert "held-out error (val buildings)" in result.stdout
+    for stage in ("baseline", "consistency", "warmstart"):
+        assert (tmp_path / "run" / stage).is_dir()
