@@ -79,6 +79,8 @@ def _cpu_normal():
         (lambda c: c.losses.mae.update({"pred": "nope"}),
          r"losses\.mae\.pred='nope' is not a path"),
         (lambda c: c.freeze.append("rgb->normal"), r"'rgb->normal' is in freeze"),
+        (lambda c: c.train.update({"best_metric": "l1", "checkpoint_every": 150}),
+         r"checkpoint_every \(150\) must be a multiple of train\.eval_every \(100\)"),
     ],
 )  # fmt: skip
 def test_config_errors_before_compilation(edit, message):

@@ -48,7 +48,9 @@ PAPER_NETWORKS = {
     "depth_zbuffer->keypoints3d": ("unet", 5),
     "depth_zbuffer->keypoints2d": ("unet", 5),
     "depth_zbuffer->edge_occlusion": ("unet", 5),
-    "reshading->depth_zbuffer": ("unet_reshade", 5),
+    # The original's UNetReshade here outputs 3 identical channels for a 1-channel target; a
+    # UNet with the same parameter shapes gives depth its one channel (and its unclamped range).
+    "reshading->depth_zbuffer": ("unet", 5),
     "reshading->keypoints2d": ("unet", 5),
     "reshading->edge_occlusion": ("unet", 5),
     "reshading->keypoints3d": ("unet", 5),
@@ -137,6 +139,7 @@ def base_config(preset: str) -> ml_collections.ConfigDict:
             keep_checkpoints=3,
             log_every_seconds=5.0 if cpu else 30.0,
             init_from="",  # an exported model to start the trainable target network from
+            best_metric="",  # e.g. "l1": also keep the best checkpoints by this val metric
         )
     )
     config.compute = ml_collections.ConfigDict(dict(dtype="float32", remat=False))

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 
 import jax
 import jax.numpy as jnp
-import numpy as np
+from clu import metrics as clu_metrics
 
 from xtc_jax import domains as domains_lib
 from xtc_jax import losses as losses_lib
@@ -48,12 +48,10 @@ def make_eval_step(graph, pred_path: list[str], target_path: list[str], domain: 
 
 
 def average(batches: Iterable[Mapping[str, jax.Array]]) -> dict[str, float]:
-    """Mean of per-example metric arrays over all examples of all batches."""
-    sums: dict[str, float] = {}
-    count = 0
+    """Mean of per-example metric arrays over all examples of all batches (clu.metrics)."""
+    totals: dict[str, clu_metrics.Average] = {}
     for metrics in batches:
-        host = jax.device_get(metrics)
-        for name, values in host.items():
-            sums[name] = sums.get(name, 0.0) + float(np.sum(values))
-        count += len(next(iter(host.values())))
-    return {name: total / max(count, 1) for name, total in sums.items()}
+        for name, values in metrics.items():
+            update = clu_metrics.Average.from_model_output(jnp.asarray(values))
+            totals[name] = totals[name].merge(update) if name in totals else update
+    return {name: float(metric.compute()) for name, metric in totals.items()}

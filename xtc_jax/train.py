@@ -68,6 +68,12 @@ def validate(config) -> tuple[TaskGraph, dict, str]:
     if target_edge in config.freeze:
         raise ConfigError(f"the supervised network {target_edge!r} is in freeze; unfreeze it.")
     perceptual.check_checkpoints(config)
+    if config.train.best_metric and config.train.checkpoint_every % config.train.eval_every:
+        raise ConfigError(
+            f"train.best_metric={config.train.best_metric!r} ranks checkpoints by evaluation, so "
+            f"train.checkpoint_every ({config.train.checkpoint_every}) must be a multiple of "
+            f"train.eval_every ({config.train.eval_every})."
+        )
     return graph, terms, target_edge
 
 
@@ -162,7 +168,7 @@ def train_and_evaluate(config, workdir: str, log: Callable[[str], None] = _log) 
     iterator = iter(data)
     checkpoints = ckpt_lib.Checkpoints(
         os.path.join(workdir, "checkpoints"), keep=config.train.keep_checkpoints,
-        save_every=config.train.checkpoint_every,
+        save_every=config.train.checkpoint_every, best_metric=config.train.best_metric or None,
     )  # fmt: skip
     meta = {"chosen": None, "winrates": {}}
     start = checkpoints.latest_step() or 0
@@ -216,7 +222,8 @@ def train_and_evaluate(config, workdir: str, log: Callable[[str], None] = _log) 
                                 os.path.join(workdir, "plots"), done, writer, log)  # fmt: skip
         if done % config.train.checkpoint_every == 0 or done == total:
             meta = {"chosen": list(chosen), "winrates": winrates}
-            checkpoints.save(done, state, data_iterator=iterator, meta=meta, force=True)
+            checkpoints.save(done, state, data_iterator=iterator, meta=meta, force=True,
+                             metrics=metrics if config.train.best_metric else None)  # fmt: skip
     if pending is not None:
         progress.update(total, {k: float(v) for k, v in jax.device_get(pending).items()})
     checkpoints.wait()
