@@ -49,7 +49,7 @@ def _random_params(graph, edges, seed):
 
 
 def _setup(config, chosen):
-    graph = TaskGraph(config.networks)
+    graph = TaskGraph(config.networks, config.compute.dtype, config.compute.remat)
     terms = loss_terms(config)
     params = _random_params(graph, ["rgb->normal"], seed=0)
     frozen = _random_params(graph, list(config.freeze), seed=1)
@@ -178,3 +178,15 @@ def test_consistency_experiment_end_to_end(tmp_path):
     assert "held-out error (val buildings)" in result.stdout
     for stage in ("baseline", "consistency", "warmstart"):
         assert (tmp_path / "run" / stage).is_dir()
+
+
+def test_bf16_compute_and_remat_train_with_fp32_params():
+    config = _small_config()
+    config.compute.dtype = "bfloat16"
+    config.compute.remat = True
+    step, state, frozen, batch = _setup(config, ("principal_curvature",))
+    state, metrics = jax.jit(step)(state, frozen, batch)
+    assert np.isfinite(float(metrics["loss/total"]))
+    assert {x.dtype for x in jax.tree.leaves(state["params"])} == {jnp.dtype("float32")}
+    jaxpr = str(jax.make_jaxpr(step)(state, frozen, batch))
+    assert "bf16" in jaxpr and "remat" in jaxpr  # bf16 convolutions, rematerialised edges

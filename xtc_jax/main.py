@@ -29,6 +29,28 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for data caches, logs and checkpoints.")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "prepare"], "What to run (see module doc).")
 _BATCHES = flags.DEFINE_integer("batches", 4, "prepare: batches to stream for the report.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed",
+    None,
+    "Call jax.distributed.initialize() (one process per host or GPU; it auto-detects SLURM, "
+    "Kubernetes and JAX_COORDINATOR_ADDRESS). Default: on when SLURM or JAX_COORDINATOR_ADDRESS "
+    "announce several processes.",
+)
+
+
+def maybe_initialize_distributed() -> None:
+    """Joins the processes of a multi-host run, so jax.devices() spans every host."""
+    import jax
+
+    wanted = _DISTRIBUTED.value
+    if wanted is None:
+        wanted = bool(os.environ.get("JAX_COORDINATOR_ADDRESS")) or (
+            int(os.environ.get("SLURM_NTASKS", "1")) > 1
+        )
+    if wanted:
+        jax.distributed.initialize()
+        print(f"process {jax.process_index()} of {jax.process_count()}, "
+              f"{jax.device_count()} devices in all", flush=True)  # fmt: skip
 
 
 def prepare(config, workdir: str) -> dict:
@@ -110,6 +132,7 @@ def main(argv: list[str]) -> None:
     os.makedirs(workdir, exist_ok=True)
     quiet_library_logs()
     enable_compilation_cache()
+    maybe_initialize_distributed()
     try:
         if _MODE.value == "prepare":
             prepare(config, workdir)
