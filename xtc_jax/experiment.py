@@ -19,14 +19,18 @@ import os
 import shutil
 from collections.abc import Callable
 
+import jax
 import ml_collections
 
+from xtc_jax.data import prepare
 from xtc_jax.step import loss_terms
 from xtc_jax.train import train_and_evaluate
 
 
 def _log(message: str) -> None:
-    print(message, flush=True)
+    """Run log lines, from process 0 only (every process runs the same loop)."""
+    if jax.process_index() == 0:
+        print(message, flush=True)
 
 
 def baseline_config(config) -> ml_collections.ConfigDict:
@@ -59,7 +63,7 @@ def run(config, workdir: str, log: Callable[[str], None] = _log) -> dict:
     """Runs the experiment of `config` in `workdir`; returns {"baseline": m, "consistency": m}."""
     config = copy.deepcopy(config)
     with config.unlocked():
-        config.data.cache_dir = config.data.cache_dir or os.path.join(workdir, "data")
+        config.data.cache_dir = config.data.cache_dir or prepare.default_cache_dir(workdir)
         config.networks_dir = config.networks_dir or os.path.join(workdir, "networks")
     if not any(t.kind == "percep" for t in loss_terms(config).values()):
         return {"model": train_and_evaluate(config, workdir, log)}

@@ -48,7 +48,13 @@ def maybe_initialize_distributed() -> None:
             int(os.environ.get("SLURM_NTASKS", "1")) > 1
         )
     if wanted:
-        jax.distributed.initialize()
+        # Our launcher's variables (launch/local_processes.sh); SLURM and Kubernetes are detected.
+        count, index = os.environ.get("JAX_NUM_PROCESSES"), os.environ.get("JAX_PROCESS_ID")
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU-only runs
+        jax.distributed.initialize(
+            num_processes=int(count) if count else None,
+            process_id=int(index) if index else None,
+        )
         print(f"process {jax.process_index()} of {jax.process_count()}, "
               f"{jax.device_count()} devices in all", flush=True)  # fmt: skip
 

@@ -18,6 +18,7 @@ import jax
 
 from xtc_jax import checkpoint as ckpt_lib
 from xtc_jax.config_defaults import transfer_config
+from xtc_jax.data import prepare
 from xtc_jax.errors import ConfigError
 from xtc_jax.graph import TaskGraph, split_edge
 
@@ -53,7 +54,7 @@ def _train_transfer(config, edge: str, workdir: str, log: Callable[[str], None])
     transfer.train.steps = config.transfer_steps
     for field in ("path", "format", "layout", "split_file", "resolution", "synthetic", "cache_dir"):
         transfer.data[field] = config.data[field]
-    transfer.data.cache_dir = config.data.cache_dir or os.path.join(workdir, "data")
+    transfer.data.cache_dir = config.data.cache_dir or prepare.default_cache_dir(workdir)
     run_dir = cache_dir(config, workdir, edge)
     log(f"training frozen network {edge} ({transfer.train.steps} steps) into {run_dir}")
     result = train_and_evaluate(transfer, run_dir, log=log)

@@ -33,7 +33,9 @@ from xtc_jax.writers import MetricWriter, Progress
 
 
 def _log(message: str) -> None:
-    print(message, flush=True)
+    """Run log lines, from process 0 only (every process runs the same loop)."""
+    if jax.process_index() == 0:
+        print(message, flush=True)
 
 
 def validate(config) -> tuple[TaskGraph, dict, str]:

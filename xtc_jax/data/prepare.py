@@ -88,7 +88,23 @@ def built_shards(
 
 
 def data_location(data: ml_collections.ConfigDict, workdir: str) -> str:
-    """The folder sources are opened from (shards or, with format "raw", the tree)."""
+    """The folder sources are opened from (shards or, with format "raw", the tree).
+
+    In a multi-process run, process 0 prepares the data while the others wait
+    at a barrier, then every process finds it ready.
+    """
+    import jax
+
+    if jax.process_count() == 1:
+        return _data_location(data, workdir)
+    from jax.experimental import multihost_utils
+
+    location = _data_location(data, workdir) if jax.process_index() == 0 else None
+    multihost_utils.sync_global_devices("xtc_jax data prepared")
+    return location or _data_location(data, workdir)
+
+
+def _data_location(data: ml_collections.ConfigDict, workdir: str) -> str:
     if data.format not in ("shards", "raw"):
         raise ConfigError(f'data.format={data.format!r}: use "shards" or "raw".')
     cache_dir = data.get("cache_dir") or default_cache_dir(workdir)
