@@ -23,6 +23,7 @@ import jax
 import ml_collections
 
 from xtc_jax.data import prepare
+from xtc_jax.graph import path_edges
 from xtc_jax.step import loss_terms
 from xtc_jax.train import train_and_evaluate
 
@@ -39,7 +40,7 @@ def baseline_config(config) -> ml_collections.ConfigDict:
     mae = next(t for t in terms.values() if t.kind == "mae")
     baseline = copy.deepcopy(config)
     pred, target = list(config.paths[mae.pred]), list(config.paths[mae.target])
-    edge = f"{pred[-2]}->{pred[-1]}"
+    edge = path_edges(pred)[-1]
     with baseline.unlocked():
         baseline.networks = ml_collections.ConfigDict({edge: config.networks[edge].to_dict()})
         baseline.paths = ml_collections.ConfigDict({"x": pred[:1], "y": target, "n_x": pred})

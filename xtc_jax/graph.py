@@ -46,8 +46,9 @@ def split_edge(key: str) -> tuple[str, str]:
 
 
 def path_edges(path: Sequence[str]) -> list[str]:
-    """The edge keys a path walks: [a, b, c] -> ["a->b", "b->c"]."""
-    return [edge_key(a, b) for a, b in itertools.pairwise(path)]
+    """The edge keys a path walks, names canonicalised: [a, b, c] -> ["a->b", "b->c"]."""
+    canonical = [domains_lib.get(d).name for d in path]
+    return [edge_key(a, b) for a, b in itertools.pairwise(canonical)]
 
 
 def output_channels(domain: str) -> int:
@@ -100,7 +101,7 @@ class TaskGraph:
                     f"paths.{name} = {list(path)} starts at {canonical[0]!r}, which the data "
                     f"does not load (data.domains: {sorted(data)}). Add it to data.domains."
                 )
-            for key in path_edges(canonical):
+            for key in path_edges(path):
                 if key not in self.modules:
                     raise ConfigError(
                         f"paths.{name} = {list(path)} needs the edge {key!r}, but no network is "

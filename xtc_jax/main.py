@@ -67,12 +67,12 @@ def prepare(config, workdir: str) -> dict:
 
     data = config.data
     location = prepare.data_location(data, workdir)
-    report = {"location": location, "splits": {}}
-    for split in (data.train_split, data.val_split):
-        report["splits"][split] = len(prepare.open_split(data, location, split))
+    sources = {split: prepare.open_split(data, location, split)
+               for split in (data.train_split, data.val_split)}  # fmt: skip
+    report = {"location": location, "splits": {k: len(v) for k, v in sources.items()}}
     print("examples per split: " + ", ".join(f"{k} {v}" for k, v in report["splits"].items()))
 
-    source = prepare.open_split(data, location, data.train_split)
+    source = sources[data.train_split]
     batches = pipeline.make_dataset(
         source,
         list(data.domains),

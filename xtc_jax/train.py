@@ -15,7 +15,6 @@ inference.
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Callable
 
@@ -27,7 +26,7 @@ from xtc_jax import domains as domains_lib
 from xtc_jax import evaluate, optim, perceptual, selection, sharding
 from xtc_jax.data import pipeline, prepare, preview
 from xtc_jax.errors import ConfigError
-from xtc_jax.graph import TaskGraph, split_edge
+from xtc_jax.graph import TaskGraph, path_edges, split_edge
 from xtc_jax.step import loss_terms, make_train_step, perceptual_names
 from xtc_jax.writers import MetricWriter, Progress
 
@@ -65,8 +64,7 @@ def validate(config) -> tuple[TaskGraph, dict, str]:
             f"losses ({', '.join(names) or 'none'})."
         )
     mae = next(t for t in terms.values() if t.kind == "mae")
-    pred_path = config.paths[mae.pred]
-    target_edge = f"{pred_path[-2]}->{pred_path[-1]}"
+    target_edge = path_edges(config.paths[mae.pred])[-1]
     if target_edge in config.freeze:
         raise ConfigError(f"the supervised network {target_edge!r} is in freeze; unfreeze it.")
     perceptual.check_checkpoints(config)
@@ -148,7 +146,7 @@ def train_and_evaluate(config, workdir: str, log: Callable[[str], None] = _log) 
     train_source = prepare.open_split(config.data, location, config.data.train_split)
     val_source = prepare.open_split(config.data, location, config.data.val_split)
     frozen_edges = [e for e in config.freeze if e in graph.edges]
-    used = {e for path in config.paths.values() for e in graph_path_edges(path)}
+    used = {e for path in config.paths.values() for e in path_edges(path)}
     trainable_edges = [e for e in graph.edges if e in used and e not in frozen_edges
                        and graph.specs[e]["arch"] != "sobel"]  # fmt: skip
     frozen = perceptual.frozen_params(config, graph, frozen_edges, workdir, log)
@@ -243,8 +241,3 @@ def train_and_evaluate(config, workdir: str, log: Callable[[str], None] = _log) 
     if hasattr(iterator, "close"):
         iterator.close()
     return dict(metrics, export=export_dir, chosen=list(chosen))
-
-
-def graph_path_edges(path) -> list[str]:
-    canonical = [domains_lib.get(d).name for d in path]
-    return [f"{a}->{b}" for a, b in itertools.pairwise(canonical)]
