@@ -181,6 +181,11 @@ def consistency_config(
     config.losses = ml_collections.ConfigDict(losses)
     config.plots = ["x", "y", "n_x", *(f"{k}_of_n_x" for k in perceptual[:3])]
     config.selection.k = min(config.selection.k, len(perceptual))
+    # Consistency energy (python -m xtc_jax.energy): paths rgb -> K -> target for K in
+    # middles ([] = the perceptual domains); statistics fitted on reference_images examples.
+    config.energy = ml_collections.ConfigDict(
+        dict(middles=[], reference_split="train", reference_images=256)
+    )
     return config
 
 

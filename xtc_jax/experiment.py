@@ -60,12 +60,23 @@ def _copy_atomic(src: str, dst: str) -> None:
     os.replace(tmp, dst)
 
 
-def run(config, workdir: str, log: Callable[[str], None] = _log) -> dict:
-    """Runs the experiment of `config` in `workdir`; returns {"baseline": m, "consistency": m}."""
+def resolve_dirs(config, workdir: str) -> ml_collections.ConfigDict:
+    """A copy of `config` whose data cache and networks folder default into `workdir`."""
     config = copy.deepcopy(config)
     with config.unlocked():
         config.data.cache_dir = config.data.cache_dir or prepare.default_cache_dir(workdir)
         config.networks_dir = config.networks_dir or os.path.join(workdir, "networks")
+    return config
+
+
+def model_dirs(workdir: str) -> dict[str, str]:
+    """Run folders of the experiment's trained models: {"baseline": dir, "consistency": dir}."""
+    return {name: os.path.join(workdir, name) for name in ("baseline", "consistency")}
+
+
+def run(config, workdir: str, log: Callable[[str], None] = _log) -> dict:
+    """Runs the experiment of `config` in `workdir`; returns {"baseline": m, "consistency": m}."""
+    config = resolve_dirs(config, workdir)
     if not any(t.kind == "percep" for t in loss_terms(config).values()):
         return {"model": train_and_evaluate(config, workdir, log)}
 
@@ -75,18 +86,18 @@ def run(config, workdir: str, log: Callable[[str], None] = _log) -> dict:
         log(f"== baseline warm start: {config.train.baseline_steps} steps")
         with baseline.unlocked():
             baseline.train.steps = config.train.baseline_steps
-        result = train_and_evaluate(baseline, os.path.join(workdir, "baseline"), log)
+        result = train_and_evaluate(baseline, model_dirs(workdir)["baseline"], log)
         _copy_atomic(result["export"], warmstart)
     log(f"== baseline: {config.train.baseline_steps + config.train.steps} steps in total")
     with baseline.unlocked():
         baseline.train.steps = config.train.baseline_steps + config.train.steps
-    baseline_metrics = train_and_evaluate(baseline, os.path.join(workdir, "baseline"), log)
+    baseline_metrics = train_and_evaluate(baseline, model_dirs(workdir)["baseline"], log)
 
     log(f"== consistency: {config.train.steps} steps from the warm start")
     with config.unlocked():
         if config.train.baseline_steps:
             config.train.init_from = config.train.init_from or warmstart
-    consistency_metrics = train_and_evaluate(config, os.path.join(workdir, "consistency"), log)
+    consistency_metrics = train_and_evaluate(config, model_dirs(workdir)["consistency"], log)
     results = {"baseline": baseline_metrics, "consistency": consistency_metrics}
     log(comparison_table(results))
     return results

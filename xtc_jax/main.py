@@ -23,6 +23,8 @@ import time
 from absl import app, flags
 from ml_collections import config_flags
 
+from xtc_jax.runtime import enable_compilation_cache, quiet_library_logs
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. configs/normal.py or configs/normal.py:cpu."
 )
@@ -101,30 +103,6 @@ def prepare(config, workdir: str) -> dict:
     print(f"preview of the first batch: {path}")
     report.update(examples_per_second=rate, preview=path, skipped=batches.stats.skipped)
     return report
-
-
-def enable_compilation_cache() -> None:
-    """Persist compiled steps across runs ($XTC_COMPILATION_CACHE, default ~/.cache/xtc_jax/jax).
-
-    On a CPU compiling a step takes longer than running hundreds of them; the
-    frozen networks of one config share shapes, and reruns reuse everything.
-    """
-    import jax
-
-    path = os.environ.get("XTC_COMPILATION_CACHE") or os.path.join(
-        os.path.expanduser("~"), ".cache", "xtc_jax", "jax"
-    )
-    jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-
-
-def quiet_library_logs() -> None:
-    """Our own progress lines are the output; absl INFO lines and TFDS bars are noise."""
-    import tensorflow_datasets as tfds
-    from absl import logging
-
-    logging.set_verbosity(logging.WARNING)
-    tfds.disable_progress_bar()
 
 
 def main(argv: list[str]) -> None:

@@ -241,7 +241,9 @@ class Progress:
         window_seconds: float = 120.0,
         clock: Any = time.monotonic,
         enabled: bool | None = None,
+        unit: str = "step",
     ):
+        self.unit = unit
         self.total_steps = total_steps
         self.every_seconds = every_seconds
         self.window_seconds = window_seconds
@@ -264,12 +266,13 @@ class Progress:
         self._last_print = now
         (t0, s0) = self._history[0]
         rate = (step - s0) / (now - t0) if now > t0 and step > s0 else None
-        line = f"step {step}/{self.total_steps} ({100 * step // max(self.total_steps, 1)}%)"
+        unit = self.unit
+        line = f"{unit} {step}/{self.total_steps} ({100 * step // max(self.total_steps, 1)}%)"
         if rate is None:
-            line += "  -- steps/s  ETA --"
+            line += f"  -- {unit}s/s  ETA --"
         else:
             eta = max(self.total_steps - step, 0) / rate
-            line += f"  {rate:.2f} steps/s  ETA {_format_duration(eta)}"
+            line += f"  {rate:.2f} {unit}s/s  ETA {_format_duration(eta)}"
         for name, value in (metrics or {}).items():
             line += f"  {name} {_format_value(value)}"
         print(line, file=sys.stdout, flush=True)

@@ -1,0 +1,185 @@
+"""The networks of the energy: n(x), rgb -> K and K -> target, as one jitted function.
+
+`load(config, workdir, model)` gathers them for a consistency config:
+n(x) is the experiment's consistency (or baseline) export, or "direct", the
+plain rgb -> target transfer network of the cache, or any export folder;
+rgb -> K are the config's direct networks; K -> target are new edges. All
+come from the networks cache (`perceptual.py`), trained with the transfer
+config when missing, so one command works from a fresh workdir. The
+statistics file records every network's export, and `from_stats` rebuilds
+the same model from it alone (the demo needs no config).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+
+import jax
+import numpy as np
+
+from xtc_jax import checkpoint as ckpt_lib
+from xtc_jax import domains as domains_lib
+from xtc_jax import experiment, perceptual
+from xtc_jax.config_defaults import network
+from xtc_jax.energy.core import Standardisation, image_terms, pixel_terms
+from xtc_jax.errors import ConfigError, DataError
+from xtc_jax.graph import TaskGraph, edge_key
+from xtc_jax.step import loss_terms
+
+MODELS = ("consistency", "baseline", "direct")
+STATS_FILE = "energy_stats.json"
+
+
+def middle_domains(config) -> list[str]:
+    """config.energy.middles, or else the domains of the config's perceptual losses."""
+    energy = config.get("energy") or {}
+    middles = list(energy.get("middles") or [])
+    if not middles:
+        middles = [t.domain for t in loss_terms(config).values() if t.kind == "percep"]
+    if not middles:
+        raise ConfigError(
+            "the energy needs middle domains K (paths rgb -> K -> target): this config has no "
+            "perceptual losses; set --config.energy.middles=depth_zbuffer,reshading or use a "
+            "consistency config such as configs/normal.py."
+        )
+    return [domains_lib.get(k).name for k in middles]
+
+
+def energy_config(config, middles: list[str]):
+    """`config` with networks for rgb -> target, rgb -> K and K -> target (all but n frozen)."""
+    config = copy.deepcopy(config)
+    target = domains_lib.get(config.target).name
+    edges = [edge_key("rgb", target)]
+    edges += [edge_key("rgb", k) for k in middles] + [edge_key(k, target) for k in middles]
+    with config.unlocked():
+        for edge in edges:
+            if edge not in config.networks:
+                config.networks[edge] = network(edge, config.preset)
+        config.freeze = edges
+    return config
+
+
+def stats_path(model_export: str) -> str:
+    """Where the statistics of a model live: next to its checkpoints (its run folder)."""
+    return os.path.join(os.path.dirname(os.path.abspath(model_export)), STATS_FILE)
+
+
+def model_export(config, workdir: str, model: str, log: Callable[[str], None]) -> str:
+    """The export folder of n(x) for `model` (a name in MODELS or an export path)."""
+    target = domains_lib.get(config.target).name
+    if model == "direct":
+        edge = edge_key("rgb", target)
+        graph = TaskGraph({edge: config.networks[edge]})
+        perceptual.frozen_params(config, graph, [edge], workdir, log)  # trains it if missing
+        return os.path.join(perceptual.cache_dir(config, workdir, edge), "export")
+    if model in experiment.model_dirs(workdir):
+        path = os.path.join(experiment.model_dirs(workdir)[model], "export")
+        if not os.path.isdir(path):
+            raise DataError(
+                f"{path} does not exist: train the {model} model first with "
+                f"python -m xtc_jax.main --config=CONFIG --workdir={workdir}, or pass "
+                "--model=direct (the plain rgb->target network) or --model=EXPORT_DIR."
+            )
+        return path
+    if not os.path.isdir(model):
+        raise ConfigError(f"--model={model!r}: use one of {', '.join(MODELS)} or an export folder.")
+    return model
+
+
+@dataclasses.dataclass
+class EnergyModel:
+    """n(x) and the path predictions n_K(K(x)) for a batch of rgb images, with their terms."""
+
+    target: str
+    middles: tuple[str, ...]
+    specs: dict[str, dict]
+    params: dict
+    resolution: int
+    exports: dict[str, str]
+
+    def __post_init__(self):
+        self.graph = TaskGraph(self.specs)
+        self._predict = jax.jit(self._outputs)
+
+    def _outputs(self, params, rgb):
+        paths = {"direct": ["rgb", self.target]}
+        paths.update({k: ["rgb", k, self.target] for k in self.middles})
+        values = self.graph.evaluate(params, {"rgb": rgb}, paths)
+        direct = values.pop("direct")
+        return {
+            "direct": direct,
+            "pixels": pixel_terms(direct, values),
+            "terms": image_terms(direct, values),
+        }
+
+    def __call__(self, rgb: np.ndarray) -> dict:
+        """{"direct": (B,H,W,C), "pixels": {K: (B,H,W)}, "terms": {name: (B,)}} as NumPy."""
+        rgb = np.asarray(rgb, np.float32)
+        if rgb.ndim != 4 or rgb.shape[-1] != 3:
+            raise DataError(f"energy input must be (B, H, W, 3) rgb, got shape {rgb.shape}.")
+        return jax.device_get(self._predict(self.params, rgb))
+
+    def info(self) -> dict:
+        """What statistics fitted with this model must record to rebuild it."""
+        return {"target": self.target, "resolution": self.resolution,
+                "specs": self.specs, "exports": self.exports}  # fmt: skip
+
+    @classmethod
+    def from_stats(cls, stats: Standardisation, model: str | None = None) -> EnergyModel:
+        """The model a statistics file was fitted with (n(x) replaced by `model` if given)."""
+        info = stats.info
+        try:
+            target, exports, specs = info["target"], dict(info["exports"]), dict(info["specs"])
+        except KeyError as error:
+            raise DataError(f"energy statistics lack {error}; refit with xtc_jax.energy.") from None
+        if model:
+            exports[edge_key("rgb", target)] = model
+        params = {edge: (ckpt_lib.load_exported(path)[0] if path else {})
+                  for edge, path in exports.items()}  # fmt: skip
+        return cls(target, tuple(stats.middles), specs, params, int(info["resolution"]), exports)
+
+
+def load(config, workdir: str, model: str = "consistency", log: Callable[[str], None] = print):
+    """The EnergyModel of `config` in `workdir`, training missing rgb->K / K->target networks."""
+    config = experiment.resolve_dirs(config, workdir)
+    middles = middle_domains(config)
+    config = energy_config(config, middles)
+    target = domains_lib.get(config.target).name
+    export = model_export(config, workdir, model, log)
+    direct_edge = edge_key("rgb", target)
+    path_edges = [e for e in config.freeze if e != direct_edge]
+    specs = {e: {k: v for k, v in config.networks[e].to_dict().items() if k != "checkpoint"}
+             for e in config.freeze}  # fmt: skip
+    graph = TaskGraph({e: config.networks[e] for e in config.freeze})
+    params = perceptual.frozen_params(config, graph, path_edges, workdir, log)
+    params[direct_edge], _ = ckpt_lib.load_exported(export)
+    exports = {direct_edge: os.path.abspath(export)}
+    for edge in path_edges:
+        if graph.specs[edge]["arch"] == "sobel":
+            exports[edge] = ""
+        else:
+            exports[edge] = os.path.abspath(
+                graph.specs[edge].get("checkpoint")
+                or os.path.join(perceptual.cache_dir(config, workdir, edge), "export")
+            )
+    return EnergyModel(target, tuple(middles), specs, params, config.data.resolution, exports)
+
+
+def checked_stats(path: str, energy_model: EnergyModel) -> Standardisation | None:
+    """The statistics at `path` if they were fitted for this model's networks, else None."""
+    if not os.path.exists(path):
+        return None
+    stats = Standardisation.load(path)
+    same = (
+        tuple(stats.middles) == energy_model.middles
+        and stats.info.get("exports") == energy_model.exports
+        and stats.info.get("resolution") == energy_model.resolution
+    )
+    return stats if same else None
+
+
+def describe(stats: Standardisation) -> Mapping:
+    return {k: stats.info.get(k) for k in ("reference", "images", "target")}
