@@ -1,7 +1,10 @@
-"""Held-out metrics of the target network: masked L1, and angular error for normals.
+"""Held-out metrics: masked L1 for every domain, angles for normals, depth errors.
 
-Every metric is an average over valid pixels (the target's XTC mask) and
-then over examples. Normals are compared as unit vectors 2v - 1, in degrees.
+During training (`target_metrics`, `average`) each metric is an average over
+valid pixels (the target's XTC mask) and then over examples. For a split
+(`split_sums`, `finish_split_metrics`, used by --mode=eval) angles and depth
+errors are pooled over every valid pixel of the split. Normals are compared
+as unit vectors 2v - 1, in degrees; depth in metres (1.0 = 15.625 m).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from collections.abc import Iterable, Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from clu import metrics as clu_metrics
 
 from xtc_jax import domains as domains_lib
@@ -55,3 +59,97 @@ def average(batches: Iterable[Mapping[str, jax.Array]]) -> dict[str, float]:
             update = clu_metrics.Average.from_model_output(jnp.asarray(values))
             totals[name] = totals[name].merge(update) if name in totals else update
     return {name: float(metric.compute()) for name, metric in totals.items()}
+
+
+# Split-level metrics (--mode=eval): pixel-pooled sums per batch, added up on the host, so
+# medians and threshold percentages are over every valid pixel of the split, as in the
+# depth and surface-normal literature, and any split size fits in memory.
+
+ANGLE_BINS_PER_DEGREE = 100  # the median is exact to 0.01 degrees
+NORMAL_THRESHOLDS = (11.25, 22.5, 30.0)
+DEPTH_METRES = domains_lib.DEPTH_XTC_SCALE / domains_lib.DEPTH_UNITS_PER_METRE  # 1.0 = 15.625 m
+DEPTH_MIN = 1e-3  # predictions are clipped to [DEPTH_MIN, 1] before ratios
+
+
+def _unit(v: jax.Array) -> jax.Array:
+    v = 2.0 * v.astype(jnp.float32) - 1.0
+    return v / jnp.maximum(jnp.linalg.norm(v, axis=-1, keepdims=True), 1e-6)
+
+
+def normal_sums(pred: jax.Array, target: jax.Array, valid: jax.Array) -> dict[str, jax.Array]:
+    """Angle sums, counts under thresholds and a 0.01-degree histogram over valid pixels."""
+    cosine = jnp.clip(jnp.sum(_unit(pred) * _unit(target), axis=-1), -1.0, 1.0)
+    angle = jnp.degrees(jnp.arccos(cosine))
+    weight = valid[..., 0].astype(jnp.float32)
+    bins = 180 * ANGLE_BINS_PER_DEGREE
+    index = jnp.clip((angle * ANGLE_BINS_PER_DEGREE).astype(jnp.int32), 0, bins - 1)
+    sums = {
+        "angle_sum": jnp.sum(angle * weight),
+        "angle_sq_sum": jnp.sum(angle**2 * weight),
+        "pixels": jnp.sum(weight),
+        "angle_histogram": jnp.zeros(bins, jnp.float32).at[index.ravel()].add(weight.ravel()),
+    }
+    for threshold in NORMAL_THRESHOLDS:
+        sums[f"under_{threshold}"] = jnp.sum((angle < threshold) * weight)
+    return sums
+
+
+def depth_sums(pred: jax.Array, target: jax.Array, valid: jax.Array) -> dict[str, jax.Array]:
+    """Sums for abs rel, RMSE (metres) and delta < 1.25 over valid pixels with depth > 0."""
+    p = jnp.clip(pred.astype(jnp.float32), DEPTH_MIN, 1.0)[..., 0] * DEPTH_METRES
+    t = target.astype(jnp.float32)[..., 0] * DEPTH_METRES
+    weight = (valid[..., 0] & (t > 0)).astype(jnp.float32)
+    t_safe = jnp.where(t > 0, t, 1.0)
+    ratio = jnp.maximum(p / t_safe, t_safe / p)
+    return {
+        "abs_rel_sum": jnp.sum(jnp.abs(p - t) / t_safe * weight),
+        "sq_err_sum": jnp.sum((p - t) ** 2 * weight),
+        "delta_1.25_count": jnp.sum((ratio < 1.25) * weight),
+        "pixels": jnp.sum(weight),
+    }
+
+
+def split_sums(pred: jax.Array, target: jax.Array, domain: str) -> dict[str, jax.Array]:
+    """Additive per-batch sums of every metric of `domain` (see `finish_split_metrics`)."""
+    spec = domains_lib.get(domain)
+    l1 = losses_lib.masked_l1(pred, target, spec, per_example=True)
+    sums = {"l1_sum": jnp.sum(l1), "examples": jnp.float32(l1.shape[0])}
+    valid = spec.valid_mask(target)
+    if spec.name == "normal":
+        sums.update(normal_sums(pred, target, valid))
+    elif spec.name == "depth_zbuffer":
+        sums.update(depth_sums(pred, target, valid))
+    return sums
+
+
+def add_sums(total: dict | None, sums: Mapping) -> dict:
+    """total + sums, in float64 on the host."""
+    sums = {k: np.asarray(v, np.float64) for k, v in jax.device_get(dict(sums)).items()}
+    return sums if total is None else {k: total[k] + sums[k] for k in total}
+
+
+def _histogram_median(histogram: np.ndarray) -> float:
+    """Median of binned values, interpolated linearly inside the bin that holds it."""
+    cumulative = np.cumsum(histogram)
+    half = cumulative[-1] / 2.0
+    index = int(np.searchsorted(cumulative, half))
+    before = cumulative[index - 1] if index else 0.0
+    inside = (half - before) / max(histogram[index], 1e-12)
+    return float((index + inside) / ANGLE_BINS_PER_DEGREE)
+
+
+def finish_split_metrics(sums: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Metrics from the summed `split_sums` of a whole split."""
+    metrics = {"l1": float(sums["l1_sum"] / max(sums["examples"], 1))}
+    pixels = max(float(sums.get("pixels", 0.0)), 1.0)
+    if "angle_sum" in sums:
+        metrics["angle_mean_deg"] = float(sums["angle_sum"] / pixels)
+        metrics["angle_median_deg"] = _histogram_median(sums["angle_histogram"])
+        metrics["angle_rmse_deg"] = float(np.sqrt(sums["angle_sq_sum"] / pixels))
+        for threshold in NORMAL_THRESHOLDS:
+            metrics[f"pct_under_{threshold}"] = float(100.0 * sums[f"under_{threshold}"] / pixels)
+    if "abs_rel_sum" in sums:
+        metrics["abs_rel"] = float(sums["abs_rel_sum"] / pixels)
+        metrics["rmse_m"] = float(np.sqrt(sums["sq_err_sum"] / pixels))
+        metrics["delta_1.25_pct"] = float(100.0 * sums["delta_1.25_count"] / pixels)
+    return metrics

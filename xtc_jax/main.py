@@ -9,6 +9,10 @@ Modes:
            stream a few batches through the Grain pipeline, report
            throughput and value ranges per domain, and write a preview grid
            {workdir}/data_preview.png.
+  eval     evaluate every model the workdir holds (baseline, consistency,
+           the frozen rgb->K networks) on --split (default data.val_split):
+           masked L1; normals: mean/median angle, % under 11.25/22.5/30 deg;
+           depth: abs rel, RMSE, delta<1.25. Written to {workdir}/eval/.
 
 Config fields are overridden with --config.FIELD=VALUE, e.g.
 --config.data.path=/data/taskonomy --config.data.resolution=128.
@@ -29,7 +33,10 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. configs/normal.py or configs/normal.py:cpu."
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for data caches, logs and checkpoints.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "prepare"], "What to run (see module doc).")
+_MODE = flags.DEFINE_enum(
+    "mode", "train", ["train", "prepare", "eval"], "What to run (see module doc)."
+)
+_SPLIT = flags.DEFINE_string("split", "", "eval: the split to evaluate (default data.val_split).")
 _BATCHES = flags.DEFINE_integer("batches", 4, "prepare: batches to stream for the report.")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed",
@@ -120,6 +127,10 @@ def main(argv: list[str]) -> None:
     try:
         if _MODE.value == "prepare":
             prepare(config, workdir)
+        elif _MODE.value == "eval":
+            from xtc_jax import eval_mode
+
+            eval_mode.run(config, workdir, _SPLIT.value)
         else:
             from xtc_jax import experiment
 

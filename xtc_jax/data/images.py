@@ -32,9 +32,7 @@ def list_images(path: str) -> list[str]:
         if name.lower().endswith(IMAGE_SUFFIXES) and os.path.isfile(os.path.join(path, name))
     )
     if not files:
-        raise DataError(
-            f"{path} holds no image files (looked for {', '.join(IMAGE_SUFFIXES)})."
-        )
+        raise DataError(f"{path} holds no image files (looked for {', '.join(IMAGE_SUFFIXES)}).")
     return files
 
 

@@ -25,7 +25,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "The experiment config the workdir was trained with, e.g. configs/normal.py:cpu."
+    "config", None, "The config the workdir was trained with, e.g. configs/normal.py:cpu."
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "The main command's workdir.")
 _MODEL = flags.DEFINE_string(
@@ -97,8 +97,10 @@ def run(config, workdir: str) -> dict:
             corruptions = []
     else:
         source = prepare.open_split(config.data, location, data)
-        _log(f"scoring the {data} split ({min(len(source), limit or len(source))} images"
-             + (f", x{len(corruptions) + 1} with corruptions)" if corruptions else ")"))
+        _log(
+            f"scoring the {data} split ({min(len(source), limit or len(source))} images"
+            + (f", x{len(corruptions) + 1} with corruptions)" if corruptions else ")")
+        )
         rows = compute.score_split(energy_model, source, batch, stats, corruptions, limit)
     if _OOD.value:
         _log(f"scoring the shifted images of {_OOD.value}")
@@ -148,8 +150,10 @@ def summarise(rows: list[dict], output: str) -> dict:
         summary["roc_auc"] = {k: report.roc_auc(negatives, v) for k, v in shifted.items()}
         report.roc_plot(os.path.join(output, "roc"), negatives, shifted)
         for k, auc in summary["roc_auc"].items():
-            _log(f"shift detection {k}: ROC-AUC {auc:.3f} "
-                 f"(mean energy {np.mean(shifted[k]):.2f} vs clean {np.mean(negatives):.2f})")
+            _log(
+                f"shift detection {k}: ROC-AUC {auc:.3f} "
+                f"(mean energy {np.mean(shifted[k]):.2f} vs clean {np.mean(negatives):.2f})"
+            )
     return summary
 
 

@@ -76,8 +76,12 @@ def score_split(
         names = [f"{int(i):06d}" for i in indices]
         variants = [("clean", batch["rgb"][:take])]
         for kind, severity in corruptions:
-            corrupted = np.stack([corrupt.corrupt(image, kind, severity, seed=int(i))
-                                  for image, i in zip(batch["rgb"][:take], indices, strict=True)])
+            corrupted = np.stack(
+                [
+                    corrupt.corrupt(image, kind, severity, seed=int(i))
+                    for image, i in zip(batch["rgb"][:take], indices, strict=True)
+                ]
+            )
             variants.append((f"{kind}:{severity}", corrupted))  # fmt: skip
         for group, rgb in variants:
             out = _padded(model, rgb, batch_size)
@@ -85,8 +89,8 @@ def score_split(
             if errors is not None:
                 target = np.asarray(batch[model.target][:take])
                 metrics = jax.device_get(errors(out["direct"], target))
-                for row, *values in zip(new, *metrics.values(), strict=True):
-                    row.update({f"error_{k}": float(v) for k, v in zip(metrics, values)})
+                for i, row in enumerate(new):
+                    row.update({f"error_{k}": float(v[i]) for k, v in metrics.items()})
             rows.extend(new)
         seen += take
         bar.update(seen)
@@ -126,7 +130,7 @@ def score_folder(
     for names, rgb in _folder_batches(paths, model.resolution, batch_size, failures):
         rows.extend(_rows(_padded(model, rgb, batch_size), names, group, stats))
         bar.update(len(rows) + len(failures))
-    for path, error in failures:
+    for _, error in failures:
         log(f"skipped {error}")
     return rows
 

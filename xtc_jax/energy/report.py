@@ -53,7 +53,7 @@ def roc_auc(negatives: np.ndarray, positives: np.ndarray) -> float:
     if not len(negatives) or not len(positives):
         return float("nan")
     ranks = scipy_stats.rankdata(np.concatenate([negatives, positives]))
-    u = ranks[len(negatives):].sum() - len(positives) * (len(positives) + 1) / 2
+    u = ranks[len(negatives) :].sum() - len(positives) * (len(positives) + 1) / 2
     return float(u / (len(negatives) * len(positives)))
 
 

@@ -1,0 +1,108 @@
+"""`python -m xtc_jax.main --mode=eval`: every trained model of a workdir on one split.
+
+Evaluates the exports the main command left in the workdir: the baseline and
+consistency models (or the single model of a transfer run) and the frozen
+rgb -> K networks of the cache, each on its own domain. Metrics (see
+`evaluate.finish_split_metrics`): masked L1 for every domain; for normals the
+mean, median and RMSE angle and % of pixels under 11.25, 22.5 and 30 degrees;
+for depth abs rel, RMSE in metres and % with delta < 1.25. Written to
+{workdir}/eval/{split}.json and to TensorBoard under {workdir}/eval/logs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+
+import jax
+
+from xtc_jax import domains as domains_lib
+from xtc_jax import evaluate, experiment, exported, perceptual
+from xtc_jax.data import pipeline, prepare
+from xtc_jax.errors import DataError
+from xtc_jax.graph import split_edge
+from xtc_jax.writers import MetricWriter, Progress
+
+
+def find_exports(config, workdir: str) -> dict[str, str]:
+    """{label: export folder} of the models trained in `workdir` by the main command."""
+    config = experiment.resolve_dirs(config, workdir)
+    found = {}
+    for name, run_dir in experiment.model_dirs(workdir).items():
+        if os.path.isdir(os.path.join(run_dir, "export")):
+            found[name] = os.path.join(run_dir, "export")
+    if os.path.isdir(os.path.join(workdir, "export")):
+        found["model"] = os.path.join(workdir, "export")
+    target = domains_lib.get(config.get("target") or "rgb").name
+    for edge, spec in config.networks.items():
+        src, dst = split_edge(edge)
+        if src != "rgb" or dst == target or spec.get("arch") == "sobel":
+            continue
+        path = spec.get("checkpoint") or os.path.join(
+            perceptual.cache_dir(config, workdir, edge), "export"
+        )
+        if os.path.isdir(path):
+            found[f"direct_{dst}"] = path
+    if not found:
+        raise DataError(
+            f"{workdir} holds no exported model: train first with "
+            f"python -m xtc_jax.main --config=CONFIG --workdir={workdir}."
+        )
+    return found
+
+
+def evaluate_network(net: exported.ExportedNetwork, source, batch_size: int) -> dict[str, float]:
+    """Split metrics of one exported network on every example of `source`."""
+    data = pipeline.make_dataset(source, [net.src, net.dst], net.resolution, batch_size, seed=0,
+                                 shuffle=False, num_epochs=1, drop_remainder=False,
+                                 process_index=0, process_count=1)  # fmt: skip
+    sums_fn = jax.jit(
+        lambda params, x, y: evaluate.split_sums(net.jax_apply(params, x), y, net.dst)
+    )
+    total, seen = None, 0
+    progress = Progress(len(source), every_seconds=10.0, unit="image")
+    for batch in data:
+        total = evaluate.add_sums(total, sums_fn(net.params, batch[net.src], batch[net.dst]))
+        seen += len(batch[net.src])
+        progress.update(seen)
+    return evaluate.finish_split_metrics(total)
+
+
+def run(config, workdir: str, split: str = "", log: Callable[[str], None] = print) -> dict:
+    """Evaluates every export of `workdir` on `split` (default data.val_split); returns metrics."""
+    config = experiment.resolve_dirs(config, workdir)
+    split = split or config.data.val_split
+    location = prepare.data_location(config.data, workdir)
+    source = prepare.open_split(config.data, location, split)
+    results: dict[str, dict[str, float]] = {}
+    for label, path in find_exports(config, workdir).items():
+        net = exported.load(path)
+        if domains_lib.get(net.dst).loss != "l1":
+            log(f"{label}: {net.dst} is a label domain; skipped (no L1 metrics for labels)")
+            continue
+        log(f"evaluating {label} ({net.edge}, {path}) on {len(source)} {split} examples")
+        results[f"{label}/{net.dst}"] = evaluate_network(net, source, config.batch_size)
+    flat = {f"{model}/{name}": value for model, metrics in results.items()
+            for name, value in metrics.items()}  # fmt: skip
+    out_dir = os.path.join(workdir, "eval")
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, f"{split}.json")
+    with open(f"{path}.tmp", "w") as f:
+        json.dump({"split": split, "examples": len(source), "metrics": results}, f, indent=2)
+    os.replace(f"{path}.tmp", path)
+    writer = MetricWriter(os.path.join(out_dir, "logs"))
+    writer.write_scalars(0, flat, split=split)
+    writer.close()
+    log(format_table(results))
+    log(f"wrote {path} and TensorBoard scalars under {out_dir}/logs")
+    return results
+
+
+def format_table(results: dict[str, dict[str, float]]) -> str:
+    """One block per model: metric name and value."""
+    lines = []
+    for model, metrics in results.items():
+        lines.append(model)
+        lines += [f"  {name:<20} {value:10.4f}" for name, value in metrics.items()]
+    return "\n".join(lines) if lines else "(nothing evaluated)"
