@@ -129,13 +129,16 @@ def add_sums(total: dict | None, sums: Mapping) -> dict:
 
 
 def _histogram_median(histogram: np.ndarray) -> float:
-    """Median of binned values, interpolated linearly inside the bin that holds it."""
+    """Median of pixel values counted in 1/ANGLE_BINS_PER_DEGREE-degree bins (bin centres).
+
+    As np.median: the middle value, or the mean of the two middle values for
+    an even count; exact to half a bin.
+    """
     cumulative = np.cumsum(histogram)
-    half = cumulative[-1] / 2.0
-    index = int(np.searchsorted(cumulative, half))
-    before = cumulative[index - 1] if index else 0.0
-    inside = (half - before) / max(histogram[index], 1e-12)
-    return float((index + inside) / ANGLE_BINS_PER_DEGREE)
+    count = int(round(cumulative[-1]))
+    ranks = [(count + 1) // 2] if count % 2 else [count // 2, count // 2 + 1]
+    centres = [(int(np.searchsorted(cumulative, r - 0.5)) + 0.5) for r in ranks]
+    return float(np.mean(centres) / ANGLE_BINS_PER_DEGREE)
 
 
 def finish_split_metrics(sums: Mapping[str, np.ndarray]) -> dict[str, float]:

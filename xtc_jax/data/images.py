@@ -64,7 +64,8 @@ def load_image(path: str, resolution: int) -> np.ndarray:
         with Image.open(path) as image:
             image.load()
             rgb = resize_center_crop(_to_rgb(image), resolution)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError,
+            SyntaxError) as error:  # fmt: skip
         raise DataError(f"{path}: not a readable image ({error}).") from error
     return np.asarray(rgb, dtype=np.float32) / 255.0
 

@@ -53,7 +53,6 @@ def statistics(config, workdir, energy_model, location):
     """The model's saved statistics, fitted on the reference split first if missing or stale."""
     from xtc_jax.data import prepare
     from xtc_jax.energy import compute, model
-    from xtc_jax.energy.core import Standardisation
 
     path = model.stats_path(energy_model.exports[f"rgb->{energy_model.target}"])
     stats = None if _REFIT.value else model.checked_stats(path, energy_model)
@@ -66,9 +65,8 @@ def statistics(config, workdir, energy_model, location):
     source = prepare.open_split(config.data, location, split)
     count = min(len(source), energy.get("reference_images", 256))
     _log(f"fitting energy statistics on {count} {split} images -> {path}")
-    terms = compute.reference_terms(energy_model, source, config.batch_size, count)
     info = dict(energy_model.info(), reference=split, images=count)
-    stats = Standardisation.fit(terms, energy_model.middles, info)
+    stats = compute.fit_statistics(energy_model, source, config.batch_size, count, info)
     stats.save(path)
     return stats
 

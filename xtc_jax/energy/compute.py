@@ -8,6 +8,7 @@ error of n(x) where ground truth exists, and every path term.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator, Sequence
 
@@ -58,8 +59,13 @@ def score_split(
     max_images: int = 0,
     with_error: bool = True,
     progress: bool = True,
+    pixel_sink: list | None = None,
 ) -> list[dict]:
-    """Rows for the examples of a data split (and their corrupted copies), with errors."""
+    """Rows for the examples of a data split (and their corrupted copies), with errors.
+
+    With `pixel_sink`, the clean images' pixel terms {K: (B, h, w)} are appended
+    to it, every 4th pixel in each direction (for the energy maps' colour range).
+    """
     domains = ["rgb", model.target] if with_error else ["rgb"]
     count = min(len(source), max_images) if max_images else len(source)
     data = pipeline.make_dataset(source, domains, model.resolution, batch_size, seed=0,
@@ -86,6 +92,8 @@ def score_split(
         for group, rgb in variants:
             out = _padded(model, rgb, batch_size)
             new = _rows(out, names, group, stats)
+            if pixel_sink is not None and group == "clean":
+                pixel_sink.append({k: v[:, ::4, ::4] for k, v in out["pixels"].items()})
             if errors is not None:
                 target = np.asarray(batch[model.target][:take])
                 metrics = jax.device_get(errors(out["direct"], target))
@@ -135,9 +143,18 @@ def score_folder(
     return rows
 
 
-def reference_terms(model: EnergyModel, source, batch_size: int, count: int) -> dict:
-    """{term: (count,)} per-image terms of the first `count` examples of `source`."""
+def fit_statistics(model: EnergyModel, source, batch_size: int, count: int,
+                   info: dict) -> Standardisation:  # fmt: skip
+    """Statistics of the first `count` examples of `source`, with the pixel energies' range.
+
+    info["pixel_range"] = the 1st and 99th percentiles of the reference set's
+    pixel energies, the default colour scale of energy maps.
+    """
+    sink: list = []
     rows = score_split(model, source, batch_size, stats=None, max_images=count,
-                       with_error=False, progress=False)  # fmt: skip
-    names = [k for k in rows[0] if k.startswith("percep_")]
-    return {k: np.array([row[k] for row in rows]) for k in names}
+                       with_error=False, progress=False, pixel_sink=sink)  # fmt: skip
+    terms = {k: np.array([row[k] for row in rows]) for k in rows[0] if k.startswith("percep_")}
+    stats = Standardisation.fit(terms, model.middles, info)
+    pixels = np.concatenate([np.asarray(stats.pixel_energy(batch)).ravel() for batch in sink])
+    low, high = np.percentile(pixels, [1, 99])
+    return dataclasses.replace(stats, info=dict(info, pixel_range=[float(low), float(high)]))

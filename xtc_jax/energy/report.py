@@ -69,7 +69,7 @@ def roc_curve(negatives: np.ndarray, positives: np.ndarray) -> tuple[np.ndarray,
     return fpr, tpr
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,19 +78,22 @@ def _pyplot():
     return plt
 
 
-def _save(figure, stem: str) -> list[str]:
+def save_figure(figure, stem: str, suffixes: Sequence[str] = ("png", "pdf")) -> list[str]:
+    """Writes a matplotlib figure as stem.png (and .pdf), atomically; closes it."""
     paths = []
-    for suffix in ("png", "pdf"):
+    for suffix in suffixes:
         buffer = io.BytesIO()
         figure.savefig(buffer, format=suffix, dpi=150, bbox_inches="tight")
         paths.append(_atomic_write(f"{stem}.{suffix}", buffer.getvalue()))
+    figure.clear()
+    pyplot().close(figure)
     return paths
 
 
 def scatter_plot(stem: str, energy: np.ndarray, error: np.ndarray, error_label: str,
                  title: str = "") -> list[str]:  # fmt: skip
     """Energy (x) against error (y) with a least-squares line and both r in the title."""
-    plt = _pyplot()
+    plt = pyplot()
     r = correlations(energy, error)
     figure, axes = plt.subplots(figsize=(4.5, 4))
     axes.scatter(energy, error, s=8, alpha=0.5, edgecolors="none")
@@ -102,14 +105,12 @@ def scatter_plot(stem: str, energy: np.ndarray, error: np.ndarray, error_label: 
     axes.set_ylabel(error_label)
     axes.set_title(f"{title}Pearson r = {r['pearson_r']:.3f}, Spearman r = {r['spearman_r']:.3f}",
                    fontsize=9)  # fmt: skip
-    paths = _save(figure, stem)
-    plt.close(figure)
-    return paths
+    return save_figure(figure, stem)
 
 
 def roc_plot(stem: str, negatives: np.ndarray, shifted: Mapping[str, np.ndarray]) -> list[str]:
     """One ROC curve per shift (in-distribution = negatives), AUC in the legend."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(4.5, 4))
     for name, positives in shifted.items():
         fpr, tpr = roc_curve(negatives, positives)
@@ -119,6 +120,4 @@ def roc_plot(stem: str, negatives: np.ndarray, shifted: Mapping[str, np.ndarray]
     axes.set_ylabel("true positive rate (shifted flagged)")
     axes.set_title("shift detection by consistency energy", fontsize=9)
     axes.legend(fontsize=7, loc="lower right")
-    paths = _save(figure, stem)
-    plt.close(figure)
-    return paths
+    return save_figure(figure, stem)

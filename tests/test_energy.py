@@ -1,0 +1,129 @@
+"""Consistency energy: the math, its statistics file, corruptions, ROC/AUC and the report."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from xtc_jax.data import corrupt
+from xtc_jax.energy import core, report
+from xtc_jax.energy.core import Standardisation, image_terms, pixel_terms, term_name
+from xtc_jax.errors import ConfigError, DataError
+
+MIDDLES = ["depth_zbuffer", "reshading", "principal_curvature"]
+
+
+def _predictions(disagreement: float, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    direct = rng.random((2, 8, 8, 3), dtype=np.float32)
+    paths = {k: direct + disagreement * rng.standard_normal(direct.shape).astype(np.float32)
+             for k in MIDDLES}  # fmt: skip
+    return direct, paths
+
+
+def _reference_stats():
+    rng = np.random.default_rng(1)
+    terms = {term_name(core.DIRECT, k): rng.uniform(0.1, 0.3, 50) for k in MIDDLES}
+    return Standardisation.fit(terms, MIDDLES, info={"target": "normal"})
+
+
+def test_energy_is_zero_when_all_paths_agree_and_grows_with_disagreement():
+    stats = _reference_stats()
+    direct, paths = _predictions(0.0)
+    terms = image_terms(direct, paths)
+    assert len(terms) == 6  # C(4, 2) pairs of {direct, 3 paths}
+    assert all(np.all(np.asarray(v) == 0.0) for v in terms.values())
+    assert all(np.all(np.asarray(v) == 0.0) for v in pixel_terms(direct, paths).values())
+    floor = stats.image_energy({k: np.asarray(v) for k, v in terms.items()})
+    expected_floor = np.mean([-m / s for m, s in zip(stats.mean, stats.mad, strict=True)])
+    np.testing.assert_allclose(floor, [expected_floor] * 2, rtol=1e-6)
+    energies = []
+    for disagreement in (0.0, 0.05, 0.1, 0.2, 0.4):
+        direct, paths = _predictions(disagreement)
+        terms = {k: np.asarray(v) for k, v in image_terms(direct, paths).items()}
+        energies.append(stats.image_energy(terms).mean())
+    assert np.all(np.diff(energies) > 0), energies
+
+
+def test_pixel_energy_map_averages_to_the_image_energy():
+    stats = _reference_stats()
+    direct, paths = _predictions(0.1, seed=3)
+    paths["reshading"][:, :4] += 0.5  # rows 0-3 disagree strongly
+    energy_map = np.asarray(stats.pixel_energy(pixel_terms(direct, paths)))
+    image = stats.image_energy({k: np.asarray(v) for k, v in image_terms(direct, paths).items()})
+    assert energy_map.shape == (2, 8, 8)
+    np.testing.assert_allclose(energy_map.mean(axis=(1, 2)), image, rtol=1e-4)
+    assert energy_map[:, :4].mean() > energy_map[:, 4:].mean()  # the disagreeing rows light up
+
+
+def test_standardisation_uses_the_mean_absolute_deviation():
+    terms = {term_name(core.DIRECT, "reshading"): np.array([1.0, 2.0, 3.0, 6.0])}
+    stats = Standardisation.fit(terms, ["reshading"])
+    assert stats.mean == (3.0,) and stats.mad == (1.5,)  # mean |x - 3| = (2+1+0+3)/4
+    np.testing.assert_allclose(stats.image_energy(terms), [-4 / 3, -2 / 3, 0.0, 2.0])
+
+
+def test_statistics_round_trip_and_bad_files_name_the_fix(tmp_path):
+    stats = _reference_stats()
+    path = stats.save(str(tmp_path / "run" / "energy_stats.json"))
+    loaded = Standardisation.load(path)
+    assert loaded == stats
+    terms = {term_name(core.DIRECT, k): np.array([0.2, 0.25]) for k in MIDDLES}
+    np.testing.assert_array_equal(loaded.image_energy(terms), stats.image_energy(terms))
+    with pytest.raises(DataError, match="python -m xtc_jax.energy"):
+        Standardisation.load(str(tmp_path / "missing.json"))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"middles": ["a"], "mean": [1.0]}))
+    with pytest.raises(DataError, match="bad.json.*refit|bad.json.*fit it again"):
+        Standardisation.load(str(bad))
+
+
+def test_roc_auc_equals_the_pairwise_definition():
+    rng = np.random.default_rng(0)
+    negatives, positives = rng.normal(0, 1, 40), rng.normal(1, 1, 30)
+    positives[:3] = negatives[:3]  # some ties
+    pairs = positives[:, None] - negatives[None, :]
+    expected = np.mean(pairs > 0) + 0.5 * np.mean(pairs == 0)
+    assert report.roc_auc(negatives, positives) == pytest.approx(expected)
+    assert report.roc_auc([0, 1], [2, 3]) == 1.0 and report.roc_auc([2, 3], [0, 1]) == 0.0
+    fpr, tpr = report.roc_curve(negatives, positives)
+    assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(expected)
+
+
+def test_correlations_and_report_files(tmp_path):
+    x = np.arange(20, dtype=float)
+    r = report.correlations(x, x**3)
+    assert r["spearman_r"] == pytest.approx(1.0) and 0.9 < r["pearson_r"] < 1.0
+    assert np.isnan(report.correlations(x, np.ones(20))["pearson_r"])
+    paths = report.scatter_plot(str(tmp_path / "scatter"), x, x**3, "error")
+    paths += report.roc_plot(str(tmp_path / "roc"), x[:10], {"noise:3": x[10:]})
+    for path in paths:
+        data = open(path, "rb").read()
+        assert data[:4] in (b"\x89PNG", b"%PDF")
+    report.write_csv(str(tmp_path / "data.csv"), [{"image": "a", "energy": 0.5},
+                                                  {"image": "b", "error_l1": 0.25}])  # fmt: skip
+    rows = list(csv.DictReader(open(tmp_path / "data.csv")))
+    assert rows == [{"image": "a", "energy": "0.5", "error_l1": ""},
+                    {"image": "b", "energy": "", "error_l1": "0.25"}]  # fmt: skip
+
+
+def test_corruptions_are_deterministic_in_range_and_parsed_with_clear_errors():
+    image = np.random.default_rng(0).random((32, 32, 3), dtype=np.float32)
+    for kind in corrupt.CORRUPTIONS:
+        out = corrupt.corrupt(image, kind, 3, seed=7)
+        assert out.shape == image.shape and out.dtype == np.float32
+        assert 0.0 <= out.min() and out.max() <= 1.0
+        assert np.abs(out - image).mean() > 0.01, kind
+        np.testing.assert_array_equal(out, corrupt.corrupt(image, kind, 3, seed=7))
+    mild = np.abs(corrupt.corrupt(image, "noise", 1) - image).mean()
+    assert np.abs(corrupt.corrupt(image, "noise", 5) - image).mean() > mild
+    assert corrupt.parse("blur,noise:5") == [("blur", 5), ("noise", 5)]
+    assert corrupt.parse("jpeg") == [("jpeg", 3)]
+    with pytest.raises(ConfigError, match="severity"):
+        corrupt.parse("blur:9")
+    with pytest.raises(ConfigError, match="fog.*blur, noise, jpeg, contrast"):
+        corrupt.parse("fog:2")
