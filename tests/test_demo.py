@@ -44,7 +44,7 @@ def test_load_image_handles_every_mode_and_crops_the_centre(tmp_path):
     for name in ("good.png", "gray.jpg", "alpha.png", "sixteen.png"):
         image = images.load_image(str(tmp_path / name), RES)
         assert image.shape == (RES, RES, 3) and image.dtype == np.float32
-        assert 0.0 <= image.min() and image.max() <= 1.0 and image.std() > 0
+        assert image.min() >= 0.0 and image.max() <= 1.0 and image.std() > 0
     gray = images.load_image(str(tmp_path / "gray.jpg"), RES)
     np.testing.assert_array_equal(gray[..., 0], gray[..., 2])
     alpha = images.load_image(str(tmp_path / "alpha.png"), RES)
@@ -55,7 +55,7 @@ def test_load_image_handles_every_mode_and_crops_the_centre(tmp_path):
     Image.fromarray(wide).save(tmp_path / "wide.png")
     cropped = images.load_image(str(tmp_path / "wide.png"), 20)
     assert cropped.shape == (20, 20, 3) and cropped[:, 9:11].min() > 0.9
-    with pytest.raises(DataError, match="corrupt.png: not a readable image"):
+    with pytest.raises(DataError, match=r"corrupt\.png: not a readable image"):
         images.load_image(str(tmp_path / "corrupt.png"), RES)
     with pytest.raises(DataError, match="missing does not exist: pass an image file or a folder"):
         images.list_images(str(tmp_path / "missing"))

@@ -25,30 +25,6 @@ from PIL import Image
 
 TASKS = {"normal": "normal", "depth": "depth_zbuffer", "reshading": "reshading"}
 
-_TASK = flags.DEFINE_enum("task", "normal", list(TASKS), "What to predict.")
-_IMG_PATH = flags.DEFINE_string("img_path", None, "An image file or a folder of images.")
-_OUTPUT_PATH = flags.DEFINE_string("output_path", None, "Folder for the output images.")
-_WORKDIR = flags.DEFINE_string(
-    "workdir", None, "The main command's workdir (models default to its exports)."
-)
-_BASELINE = flags.DEFINE_string(
-    "baseline", None, "Baseline export (default WORKDIR/baseline/export)."
-)
-_CONSISTENCY = flags.DEFINE_string(
-    "consistency", None, "Consistency export (default WORKDIR/consistency/export)."
-)
-_ENERGY_STATS = flags.DEFINE_string(
-    "energy_stats",
-    None,
-    "Energy statistics (default: energy_stats.json next to the consistency export).",
-)
-_ENERGY_RANGE = flags.DEFINE_string(
-    "energy_range",
-    "",
-    "Colour scale LOW,HIGH of the energy maps in standardised units (default: the 1st and "
-    "99th percentiles of the reference set's pixel energies, saved with the statistics).",
-)
-
 
 def prediction_image(values: np.ndarray, domain: str) -> Image.Image:
     """A (H, W, C) prediction clamped to [0, 1] as the original demo saves it."""
@@ -168,6 +144,35 @@ def _parse_range(text: str) -> tuple[float, float] | None:
     return low, high
 
 
+def define_flags() -> None:
+    """The command-line flags (defined only when run as a program, so importing is free)."""
+    global _TASK, _IMG_PATH, _OUTPUT_PATH, _WORKDIR, _BASELINE, _CONSISTENCY, _ENERGY_STATS
+    global _ENERGY_RANGE
+    _TASK = flags.DEFINE_enum("task", "normal", list(TASKS), "What to predict.")
+    _IMG_PATH = flags.DEFINE_string("img_path", None, "An image file or a folder of images.")
+    _OUTPUT_PATH = flags.DEFINE_string("output_path", None, "Folder for the output images.")
+    _WORKDIR = flags.DEFINE_string(
+        "workdir", None, "The main command's workdir (models default to its exports)."
+    )
+    _BASELINE = flags.DEFINE_string(
+        "baseline", None, "Baseline export (default WORKDIR/baseline/export)."
+    )
+    _CONSISTENCY = flags.DEFINE_string(
+        "consistency", None, "Consistency export (default WORKDIR/consistency/export)."
+    )
+    _ENERGY_STATS = flags.DEFINE_string(
+        "energy_stats",
+        None,
+        "Energy statistics (default: energy_stats.json next to the consistency export).",
+    )
+    _ENERGY_RANGE = flags.DEFINE_string(
+        "energy_range",
+        "",
+        "Colour scale LOW,HIGH of the energy maps in standardised units (default: the 1st and "
+        "99th percentiles of the reference set's pixel energies, saved with the statistics).",
+    )
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -190,4 +195,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -135,7 +135,7 @@ def _histogram_median(histogram: np.ndarray) -> float:
     an even count; exact to half a bin.
     """
     cumulative = np.cumsum(histogram)
-    count = int(round(cumulative[-1]))
+    count = round(float(cumulative[-1]))
     ranks = [(count + 1) // 2] if count % 2 else [count // 2, count // 2 + 1]
     centres = [(int(np.searchsorted(cumulative, r - 0.5)) + 0.5) for r in ranks]
     return float(np.mean(centres) / ANGLE_BINS_PER_DEGREE)

@@ -49,6 +49,7 @@ SUMMARY_FILE = "taskonomy_summary.json"
 VERSION = "1.0.0"
 
 
+
 def check_view(paths: Mapping[str, str], data: Mapping[str, bytes]) -> tuple[str, str] | None:
     """(reason, detail) of the first invalid file of a view, or None if every file is sound.
 
@@ -136,7 +137,14 @@ def _builder_class(name: str):
                 "view": tfds.features.Scalar(dtype=np.int32),
                 **{d: tfds.features.Tensor(shape=(), dtype=np.object_) for d in self._domains},
             }
-            return tfds.core.DatasetInfo(
+            class LocalDatasetInfo(tfds.core.DatasetInfo):
+                """Never looks for published metadata on GCS: TFDS's version leaves an empty
+                temp folder in /tmp each time a builder opens, only to find GCS disabled."""
+
+                def initialize_from_bucket(self) -> None:
+                    return None
+
+            return LocalDatasetInfo(
                 builder=self,
                 description="Taskonomy views: original encoded files per domain (xtc_jax).",
                 features=tfds.features.FeaturesDict(features),

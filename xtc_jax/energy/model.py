@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -179,7 +179,3 @@ def checked_stats(path: str, energy_model: EnergyModel) -> Standardisation | Non
         and stats.info.get("resolution") == energy_model.resolution
     )
     return stats if same else None
-
-
-def describe(stats: Standardisation) -> Mapping:
-    return {k: stats.info.get(k) for k in ("reference", "images", "target")}

@@ -1,0 +1,127 @@
+"""The energy command's work, callable without flags (see `__main__.py` for the outputs)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+
+def statistics(config, energy_model, location, refit: bool = False, log=print):
+    """The model's saved statistics, fitted on the reference split first if missing or stale."""
+    from xtc_jax.data import prepare
+    from xtc_jax.energy import compute, model
+
+    path = model.stats_path(energy_model.exports[f"rgb->{energy_model.target}"])
+    stats = None if refit else model.checked_stats(path, energy_model)
+    if stats is not None:
+        log(f"energy statistics: {path} ({stats.info.get('images')} {stats.info.get('reference')} "
+             "images)")  # fmt: skip
+        return stats
+    energy = config.get("energy") or {}
+    split = energy.get("reference_split", config.data.train_split)
+    source = prepare.open_split(config.data, location, split)
+    count = min(len(source), energy.get("reference_images", 256))
+    log(f"fitting energy statistics on {count} {split} images -> {path}")
+    info = dict(energy_model.info(), reference=split, images=count)
+    stats = compute.fit_statistics(energy_model, source, config.batch_size, count, info)
+    stats.save(path)
+    return stats
+
+
+def run(
+    config,
+    workdir: str,
+    model_name: str = "consistency",
+    data: str = "",
+    ood: str = "",
+    corruptions: str = "",
+    output: str = "",
+    max_images: int = 0,
+    refit: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """The energy command: scores --data (and --ood / --corrupt), writes the report."""
+    from xtc_jax import experiment
+    from xtc_jax.data import corrupt, prepare
+    from xtc_jax.energy import compute, model, report
+
+    corruptions = corrupt.parse(corruptions) if corruptions else []
+    config = experiment.resolve_dirs(config, workdir)
+    energy_model = model.load(config, workdir, model_name, log=log)
+    location = prepare.data_location(config.data, workdir)
+    stats = statistics(config, energy_model, location, refit, log)
+    name = model_name if model_name in model.MODELS else "model"
+    output = output or os.path.join(workdir, "energy", name)
+    os.makedirs(output, exist_ok=True)
+
+    data = data or config.data.val_split
+    batch, limit = config.batch_size, max_images
+    if os.path.isdir(data):
+        log(f"scoring the images of {data}")
+        rows = compute.score_folder(energy_model, data, batch, stats, "clean", limit, log=log)
+        if corruptions:
+            log("--corrupt applies to a data split (with ground truth); ignored for a folder.")
+            corruptions = []
+    else:
+        source = prepare.open_split(config.data, location, data)
+        log(
+            f"scoring the {data} split ({min(len(source), limit or len(source))} images"
+            + (f", x{len(corruptions) + 1} with corruptions)" if corruptions else ")")
+        )
+        rows = compute.score_split(energy_model, source, batch, stats, corruptions, limit)
+    if ood:
+        log(f"scoring the shifted images of {ood}")
+        rows += compute.score_folder(energy_model, ood, batch, stats, "ood", limit, log=log)
+    report.write_csv(os.path.join(output, "data.csv"), rows)
+    summary = summarise(rows, output, log)
+    summary.update(model=energy_model.exports[f"rgb->{energy_model.target}"], data=data,
+                   statistics=model.stats_path(energy_model.exports[
+                       f"rgb->{energy_model.target}"]))  # fmt: skip
+    with open(os.path.join(output, "summary.json.tmp"), "w") as f:
+        json.dump(summary, f, indent=2)
+    os.replace(os.path.join(output, "summary.json.tmp"), os.path.join(output, "summary.json"))
+    log(f"wrote {output}/data.csv, summary.json and plots")
+    return summary
+
+
+def summarise(rows: list[dict], output: str, log: Callable[[str], None] = print) -> dict:
+    """Correlations on clean images with ground truth, AUC per shift; plots; printed lines."""
+    from xtc_jax.energy import report
+
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["set"], []).append(row)
+    summary: dict = {"images": {k: len(v) for k, v in groups.items()},
+                     "mean_energy": {k: float(np.mean([r["energy"] for r in v]))
+                                     for k, v in groups.items()}}  # fmt: skip
+    clean = groups.get("clean", [])
+    error_names = [k for k in (clean[0] if clean else {}) if k.startswith("error_")]
+    if error_names:
+        energy = np.array([r["energy"] for r in clean])
+        for error_name in error_names:
+            error = np.array([r[error_name] for r in clean])
+            summary[f"correlation_{error_name}"] = report.correlations(energy, error)
+        main_error = "error_l1" if "error_l1" in error_names else error_names[0]
+        report.scatter_plot(os.path.join(output, "energy_vs_error"), energy,
+                            np.array([r[main_error] for r in clean]),
+                            f"{main_error} of n(x)")  # fmt: skip
+        for error_name in error_names:
+            r = summary[f"correlation_{error_name}"]
+            log(f"energy vs {error_name}: Pearson r {r['pearson_r']:.3f}, "
+                 f"Spearman r {r['spearman_r']:.3f} ({len(clean)} clean images)")  # fmt: skip
+    shifted = {k: np.array([r["energy"] for r in v]) for k, v in groups.items() if k != "clean"}
+    if shifted and clean:
+        negatives = np.array([r["energy"] for r in clean])
+        if len(shifted) > 1:
+            shifted["all shifts"] = np.concatenate(list(shifted.values()))
+        summary["roc_auc"] = {k: report.roc_auc(negatives, v) for k, v in shifted.items()}
+        report.roc_plot(os.path.join(output, "roc"), negatives, shifted)
+        for k, auc in summary["roc_auc"].items():
+            log(
+                f"shift detection {k}: ROC-AUC {auc:.3f} "
+                f"(mean energy {np.mean(shifted[k]):.2f} vs clean {np.mean(negatives):.2f})"
+            )
+    return summary
