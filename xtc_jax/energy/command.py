@@ -112,6 +112,17 @@ def summarise(rows: list[dict], output: str, log: Callable[[str], None] = print)
             r = summary[f"correlation_{error_name}"]
             log(f"energy vs {error_name}: Pearson r {r['pearson_r']:.3f}, "
                  f"Spearman r {r['spearman_r']:.3f} ({len(clean)} clean images)")  # fmt: skip
+    with_truth = [r for r in rows if any(k.startswith("error_") for k in r)]
+    if len(with_truth) > len(clean) and error_names:  # corrupted copies widen the error range
+        energy = np.array([r["energy"] for r in with_truth])
+        for error_name in error_names:
+            error = np.array([r[error_name] for r in with_truth])
+            r = report.correlations(energy, error)
+            summary[f"correlation_{error_name}_all_sets"] = r
+            log(
+                f"energy vs {error_name}, clean and corrupted: Pearson r {r['pearson_r']:.3f}, "
+                f"Spearman r {r['spearman_r']:.3f} ({len(with_truth)} images)"
+            )
     shifted = {k: np.array([r["energy"] for r in v]) for k, v in groups.items() if k != "clean"}
     if shifted and clean:
         negatives = np.array([r["energy"] for r in clean])

@@ -1,0 +1,231 @@
+"""The training steps the train-step benchmark compares, built in JAX and in PyTorch.
+
+A case is a training config plus the perceptual losses taken every step:
+- "unet_cpu" / "unet_paper": rgb -> normal alone (`configs/transfer.py`),
+  the `:cpu` UNet (ds 3, width 0.25, 48 px) or the paper's (ds 6, 256 px);
+- "consistency_cpu" / "consistency_paper": `configs/normal.py`'s step, the
+  target network plus k=3 frozen perceptual networks forward and backward,
+  and the k direct rgb -> K networks forward (for the win-rates).
+
+The JAX side is the project's own jitted step (`step.make_train_step`, AMSGrad
+from `optim.py`, state donated). The PyTorch side computes the same losses
+with the same weights (copied from the JAX parameters), masks and optimiser
+(`torch.optim.Adam(amsgrad=True)` with coupled weight decay, the original's),
+so both start from the same loss; `first_losses` checks that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import numpy as np
+
+from xtc_jax import domains as domains_lib
+from xtc_jax import optim, selection
+from xtc_jax.config_defaults import consistency_config, transfer_config
+from xtc_jax.graph import TaskGraph, output_channels, path_edges, split_edge
+from xtc_jax.step import loss_terms, make_train_step, perceptual_names
+
+#: Perceptual losses taken by the consistency cases: k=3, all with learned networks.
+CHOSEN = ("depth_zbuffer", "principal_curvature", "reshading")
+PERCEPTUAL = ["principal_curvature", "edge_texture", "reshading", "depth_zbuffer",
+              "keypoints2d", "keypoints3d", "edge_occlusion"]  # fmt: skip
+CASES = ("unet_cpu", "unet_paper", "consistency_cpu", "consistency_paper")
+
+
+@dataclasses.dataclass
+class Case:
+    name: str
+    config: object
+    chosen: tuple[str, ...]
+    batch: int
+
+    @property
+    def resolution(self) -> int:
+        return self.config.data.resolution
+
+
+def make_case(name: str, batch: int, chosen: tuple[str, ...] = CHOSEN) -> Case:
+    """The config of benchmark case `name` at `batch` examples per step."""
+    preset = "cpu" if name.endswith("_cpu") else ""
+    if name.startswith("unet"):
+        config = transfer_config(f"rgb->normal,{preset}" if preset else "rgb->normal")
+        chosen = ()
+    elif name.startswith("consistency"):
+        config = consistency_config("normal", PERCEPTUAL, preset)
+        config.selection.k = len(chosen)
+    else:
+        raise ValueError(f"unknown case {name!r}; known: {', '.join(CASES)}")
+    config.batch_size = batch
+    return Case(name, config, tuple(chosen), batch)
+
+
+def _used_edges(case: Case) -> list[str]:
+    """The edges a step of `case` runs: target, chosen perceptual and direct networks."""
+    config, terms = case.config, loss_terms(case.config)
+    names = {"mae"} | {f"{kind}_{k}" for k in case.chosen for kind in ("percep", "direct")}
+    edges = []
+    for term in terms.values():
+        if term.name in names:
+            for path in (config.paths[term.pred], config.paths[term.target]):
+                edges += [e for e in path_edges(path) if e not in edges]
+    return edges
+
+
+def random_batch(case: Case, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random inputs and targets in [0, 1] for every domain the step reads."""
+    rng = np.random.default_rng(seed)
+    domains = {"rgb", "normal"} | set(case.chosen)
+    return {
+        d: rng.random((case.batch, case.resolution, case.resolution,
+                       domains_lib.get(d).channels), dtype=np.float32)
+        for d in sorted(domains)
+    }  # fmt: skip
+
+
+@dataclasses.dataclass
+class JaxStep:
+    """The project's jitted training step for a case; `run(n)` takes n steps and waits."""
+
+    case: Case
+    dtype: str = "float32"
+    remat: bool = False
+
+    def __post_init__(self):
+        config = self.case.config
+        self.edges = _used_edges(self.case)
+        self.graph = TaskGraph({e: config.networks[e] for e in self.edges}, self.dtype, self.remat)
+        terms = loss_terms(config)
+        target = "rgb->normal"
+        learned = [e for e in self.edges if self.graph.specs[e]["arch"] != "sobel"]
+        params = self.graph.init(jax.random.PRNGKey(0), self.case.resolution, learned)
+        self.params = jax.device_get(params)
+        optimizer = optim.make_optimizer(config.optimizer)
+        trainable = {target: params[target]}
+        state = {"step": np.int32(0), "params": trainable,
+                 "opt_state": optimizer.init(trainable), "rng": jax.random.PRNGKey(0),
+                 "winrate": selection.winrate_init(perceptual_names(terms))}  # fmt: skip
+        self.state = jax.device_put(jax.tree.map(np.array, jax.device_get(state)))
+        self.frozen = jax.device_put({e: params[e] for e in learned if e != target})
+        with_sobel = {e: {} for e in self.edges if e not in learned}
+        self.frozen = {**self.frozen, **with_sobel}
+        fn = make_train_step(self.graph, config, terms, self.case.chosen, optimizer, target)
+        self.step = jax.jit(fn, donate_argnums=0)
+        self.batch = jax.device_put(random_batch(self.case))
+        self.last_metrics = None
+
+    def lowered(self):
+        return self.step.lower(self.state, self.frozen, self.batch)
+
+    def run(self, steps: int) -> None:
+        for _ in range(steps):
+            self.state, self.last_metrics = self.step(self.state, self.frozen, self.batch)
+        jax.block_until_ready(self.last_metrics)
+
+    def loss(self) -> float:
+        return float(self.last_metrics["loss/total"])
+
+
+class TorchStep:
+    """The same step in PyTorch: eager or compiled, NCHW or channels_last, fp32 or bf16."""
+
+    def __init__(self, case: Case, jax_params: dict, setting: str, device: str = "cpu"):
+        import torch
+
+        from xtc_jax.bench import torch_unet
+
+        self.torch = torch
+        self.case, self.setting, self.device = case, setting, device
+        self.channels_last = setting != "original"
+        self.bf16 = setting == "bf16"
+        config = case.config
+        self.nets = {}
+        for edge in _used_edges(case):
+            spec = dict(config.networks[edge])
+            if spec["arch"] == "sobel":
+                raise ValueError("the torch step has no Sobel; choose learned perceptual nets")
+            src, dst = split_edge(edge)
+            kwargs = {k: v for k, v in spec.items() if k not in ("arch", "checkpoint")}
+            kwargs.setdefault("out_channels", output_channels(dst))
+            net = torch_unet.build_torch(spec["arch"], domains_lib.get(src).channels, **kwargs)
+            torch_unet.load_flax_params(net, jax_params[edge])
+            net = net.to(device)
+            if self.channels_last:
+                net = net.to(memory_format=torch.channels_last)
+            if edge != "rgb->normal":
+                net.requires_grad_(False)
+            self.nets[edge] = net
+        self.target = self.nets["rgb->normal"]
+        opt = config.optimizer
+        self.optimizer = torch.optim.Adam(self.target.parameters(), lr=opt.learning_rate,
+                                          weight_decay=opt.weight_decay, amsgrad=True)  # fmt: skip
+        self.batch = {k: self._tensor(v) for k, v in random_batch(case).items()}
+        self._step = self._eager_step
+        if setting in ("compiled", "bf16"):
+            self._step = torch.compile(self._eager_step)
+        self.last_loss = None
+
+    def _tensor(self, array: np.ndarray):
+        tensor = self.torch.from_numpy(np.ascontiguousarray(array.transpose(0, 3, 1, 2)))
+        tensor = tensor.to(self.device)
+        if self.channels_last:
+            tensor = tensor.contiguous(memory_format=self.torch.channels_last)
+        return tensor
+
+    def _mask(self, target, domain: str):
+        mask_value = domains_lib.get(domain).mask_value
+        if mask_value is None:
+            return None
+        hit = (target - mask_value).abs().le(1e-3).all(dim=1, keepdim=True).float()
+        dilated = self.torch.nn.functional.max_pool2d(hit, 5, stride=1, padding=2)
+        return dilated.eq(0)
+
+    def _l1(self, pred, target, domain: str):
+        """Masked L1 per example, averaged (as `losses.masked_l1`, denominator "valid")."""
+        diff = (pred.float() - target.float()).abs()
+        mask = self._mask(target.float(), domain)
+        if mask is None:
+            return diff.mean()
+        mask = mask.expand_as(diff)
+        per_example = (diff * mask).sum(dim=(1, 2, 3)) / mask.sum(dim=(1, 2, 3)).clamp(min=1)
+        return per_example.mean()
+
+    def _eager_step(self, batch):
+        torch = self.torch
+        device_type = "cuda" if self.device.startswith("cuda") else "cpu"
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.bf16):
+            n_x = self.target(batch["rgb"])
+            loss = self._l1(n_x, batch["normal"], "normal")
+            for k in self.case.chosen:
+                net = self.nets[f"normal->{k}"]
+                with torch.no_grad():
+                    f_y = net(batch["normal"])
+                loss = loss + self._l1(net(n_x), f_y, k)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad(), torch.autocast(device_type, dtype=torch.bfloat16,
+                                             enabled=self.bf16):  # fmt: skip
+            for k in self.case.chosen:  # the direct losses, for the win-rates
+                self._l1(self.nets[f"rgb->{k}"](batch["rgb"]), batch[k], k)
+        return loss.detach()
+
+    def run(self, steps: int) -> None:
+        for _ in range(steps):
+            self.last_loss = self._step(self.batch)
+        if self.device.startswith("cuda"):
+            self.torch.cuda.synchronize()
+
+    def loss(self) -> float:
+        return float(self.last_loss)
+
+
+def make_runner(kind: str, case: Case, jax_reference: JaxStep | None, device: str) -> Callable:
+    """A JaxStep for "jax" / "jax_bf16", a TorchStep for a torch setting name."""
+    if kind == "jax":
+        return JaxStep(case)
+    if kind == "jax_bf16":
+        return JaxStep(case, dtype="bfloat16")
+    return TorchStep(case, jax_reference.params, kind.removeprefix("torch_"), device)
