@@ -92,6 +92,7 @@ class JaxStep:
     case: Case
     dtype: str = "float32"
     remat: bool = False
+    allocate: bool = True  # False: shapes only (for compiling and memory analysis)
 
     def __post_init__(self):
         config = self.case.config
@@ -100,20 +101,31 @@ class JaxStep:
         terms = loss_terms(config)
         target = "rgb->normal"
         learned = [e for e in self.edges if self.graph.specs[e]["arch"] != "sobel"]
-        params = self.graph.init(jax.random.PRNGKey(0), self.case.resolution, learned)
-        self.params = jax.device_get(params)
+        init = lambda: self.graph.init(jax.random.PRNGKey(0), self.case.resolution, learned)  # noqa: E731
+        params = init() if self.allocate else jax.eval_shape(init)
+        self.params = jax.device_get(params) if self.allocate else params
         optimizer = optim.make_optimizer(config.optimizer)
         trainable = {target: params[target]}
-        state = {"step": np.int32(0), "params": trainable,
-                 "opt_state": optimizer.init(trainable), "rng": jax.random.PRNGKey(0),
-                 "winrate": selection.winrate_init(perceptual_names(terms))}  # fmt: skip
-        self.state = jax.device_put(jax.tree.map(np.array, jax.device_get(state)))
-        self.frozen = jax.device_put({e: params[e] for e in learned if e != target})
-        with_sobel = {e: {} for e in self.edges if e not in learned}
-        self.frozen = {**self.frozen, **with_sobel}
+
+        def make_state(trainable):
+            return {"step": np.int32(0), "params": trainable,
+                    "opt_state": optimizer.init(trainable), "rng": jax.random.PRNGKey(0),
+                    "winrate": selection.winrate_init(perceptual_names(terms))}  # fmt: skip
+
+        frozen = {e: params[e] for e in learned if e != target}
+        frozen.update({e: {} for e in self.edges if e not in learned})  # the analytic Sobel
+        if self.allocate:
+            state = make_state(trainable)
+            self.state = jax.device_put(jax.tree.map(np.array, jax.device_get(state)))
+            self.frozen = jax.device_put(frozen)
+            self.batch = jax.device_put(random_batch(self.case))
+        else:
+            self.state = jax.eval_shape(make_state, trainable)
+            self.frozen = frozen
+            self.batch = jax.eval_shape(lambda: random_batch(self.case))
         fn = make_train_step(self.graph, config, terms, self.case.chosen, optimizer, target)
+        self.step_fn = fn  # unjitted, for callers that jit it with their own shardings
         self.step = jax.jit(fn, donate_argnums=0)
-        self.batch = jax.device_put(random_batch(self.case))
         self.last_metrics = None
 
     def lowered(self):
