@@ -22,13 +22,13 @@ def test_largest_batch_bisects_on_the_memory_estimate(monkeypatch):
     assert max(calls) <= 32  # doubling stops at the first batch that does not fit
 
 
-def test_step_memory_grows_with_batch_and_remat_saves_temporaries():
+def test_step_memory_grows_with_batch():
     small = memory.step_memory_bytes("unet_cpu", 1, remat=False)
     large = memory.step_memory_bytes("unet_cpu", 8, remat=False)
-    remat = memory.step_memory_bytes("unet_cpu", 8, remat=True)
-    assert large["total"] > small["total"] and large["arguments"] > small["arguments"]
-    assert remat["temporaries"] < large["temporaries"]
+    assert large["temporaries"] > 4 * small["temporaries"]  # activations scale with the batch
+    assert large["arguments"] > small["arguments"]  # the batch is an argument
     assert set(large) == {"arguments", "outputs", "temporaries", "total"}
+    assert large["total"] == large["arguments"] + large["outputs"] + large["temporaries"]
 
 
 def test_cases_and_peaks_are_named_clearly():

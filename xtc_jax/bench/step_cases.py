@@ -49,15 +49,15 @@ class Case:
 
 def make_case(name: str, batch: int, chosen: tuple[str, ...] = CHOSEN) -> Case:
     """The config of benchmark case `name` at `batch` examples per step."""
+    if name not in CASES:
+        raise ValueError(f"unknown case {name!r}; known: {', '.join(CASES)}")
     preset = "cpu" if name.endswith("_cpu") else ""
     if name.startswith("unet"):
         config = transfer_config(f"rgb->normal,{preset}" if preset else "rgb->normal")
         chosen = ()
-    elif name.startswith("consistency"):
+    else:
         config = consistency_config("normal", PERCEPTUAL, preset)
         config.selection.k = len(chosen)
-    else:
-        raise ValueError(f"unknown case {name!r}; known: {', '.join(CASES)}")
     config.batch_size = batch
     return Case(name, config, tuple(chosen), batch)
 

@@ -49,7 +49,6 @@ SUMMARY_FILE = "taskonomy_summary.json"
 VERSION = "1.0.0"
 
 
-
 def check_view(paths: Mapping[str, str], data: Mapping[str, bytes]) -> tuple[str, str] | None:
     """(reason, detail) of the first invalid file of a view, or None if every file is sound.
 
@@ -137,6 +136,7 @@ def _builder_class(name: str):
                 "view": tfds.features.Scalar(dtype=np.int32),
                 **{d: tfds.features.Tensor(shape=(), dtype=np.object_) for d in self._domains},
             }
+
             class LocalDatasetInfo(tfds.core.DatasetInfo):
                 """Never looks for published metadata on GCS: TFDS's version leaves an empty
                 temp folder in /tmp each time a builder opens, only to find GCS disabled."""
