@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from model_helpers import random_params
 
 from xtc_jax import models
 from xtc_jax.errors import ConfigError
@@ -20,23 +21,8 @@ RNG = np.random.default_rng(0)
 
 
 def _params(model, resolution, in_channels=3):
-    """Random params drawn on the host from the traced shapes (``param_shapes``).
-
-    Avoids compiling Flax's init (XLA's threefry kernels compile slowly on small CPUs); only
-    the forward pass is compiled. GroupNorm scale/bias and conv biases are non-trivial so that
-    every parameter affects the output.
-    """
-
-    def draw(path, leaf):
-        name = jax.tree_util.keystr(path)
-        if "kernel" in name:
-            fan_in = int(np.prod(leaf.shape[:-1]))
-            return RNG.normal(0, np.sqrt(2.0 / fan_in), leaf.shape).astype(np.float32)
-        base = 1.0 if "scale" in name else 0.0
-        return (base + 0.1 * RNG.normal(size=leaf.shape)).astype(np.float32)
-
-    shapes = param_shapes(model, resolution, in_channels)
-    return jax.tree_util.tree_map_with_path(draw, shapes)
+    """Random params drawn on the host from the traced shapes (see `model_helpers`)."""
+    return random_params(model, resolution, in_channels, RNG)
 
 
 def _apply(model, params, *args, **kwargs):

@@ -14,6 +14,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from model_helpers import random_params  # noqa: E402
+
 from xtc_jax.bench.torch_unet import build_torch, count_params, load_flax_params  # noqa: E402
 from xtc_jax.models import build, param_shapes  # noqa: E402
 from xtc_jax.models import count_params as flax_count_params  # noqa: E402
@@ -25,25 +27,6 @@ CASES = [
     ("unet_depth", {"width": 0.25}, 3, 32),
     ("dense1by1", {"width": 0.5}, 3, 16),
 ]
-
-
-def _random_params(model, resolution: int, in_channels: int, seed: int = 0):
-    """A params tree with the structure of ``model.init`` (via ``param_shapes``), drawn on the
-    host: He-scaled kernels and non-trivial GroupNorm scale/bias and conv biases, so every
-    parameter (and a wrong mapping of any of them) affects the output. Drawing on the host
-    avoids compiling Flax's jitted init, which is slow on small CPUs."""
-    rng = np.random.default_rng(seed)
-
-    def draw(path, leaf):
-        name = jax.tree_util.keystr(path)
-        if "kernel" in name:
-            fan_in = int(np.prod(leaf.shape[:-1]))
-            return rng.normal(0, np.sqrt(2.0 / fan_in), leaf.shape).astype(np.float32)
-        base = 1.0 if "scale" in name else 0.0
-        return (base + 0.1 * rng.normal(size=leaf.shape)).astype(np.float32)
-
-    shapes = param_shapes(model, resolution, in_channels)
-    return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
 def _assert_grads_close(actual: np.ndarray, desired: np.ndarray) -> None:
@@ -63,7 +46,7 @@ def _assert_grads_close(actual: np.ndarray, desired: np.ndarray) -> None:
 @pytest.mark.parametrize(("arch", "kwargs", "in_channels", "resolution"), CASES)
 def test_torch_twin_matches_flax(arch, kwargs, in_channels, resolution):
     model = build(arch, **kwargs)
-    params = _random_params(model, resolution, in_channels)
+    params = random_params(model, resolution, in_channels, np.random.default_rng(0))
     net = build_torch(arch, in_channels, **kwargs)
     load_flax_params(net, params)
     assert count_params(net) == flax_count_params(params)
