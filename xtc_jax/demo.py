@@ -15,6 +15,7 @@ next to the consistency model. An unreadable file is reported and skipped.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Callable
@@ -36,10 +37,11 @@ def prediction_image(values: np.ndarray, domain: str) -> Image.Image:
 
 
 def _save_image(image: Image.Image, path: str) -> str:
-    tmp = f"{path}.tmp{os.getpid()}.png"
-    image.save(tmp)
-    os.replace(tmp, path)
-    return path
+    from xtc_jax import atomic
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return atomic.write_bytes(path, buffer.getvalue())
 
 
 def energy_figure(energy: np.ndarray, path: str, low: float, high: float) -> str:

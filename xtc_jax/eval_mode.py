@@ -11,14 +11,13 @@ for depth abs rel, RMSE in metres and % with delta < 1.25. Written to
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 
 import jax
 
+from xtc_jax import atomic, evaluate, experiment, exported, perceptual
 from xtc_jax import domains as domains_lib
-from xtc_jax import evaluate, experiment, exported, perceptual
 from xtc_jax.data import pipeline, prepare
 from xtc_jax.errors import DataError
 from xtc_jax.graph import split_edge
@@ -88,9 +87,7 @@ def run(config, workdir: str, split: str = "", log: Callable[[str], None] = prin
     out_dir = os.path.join(workdir, "eval")
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"{split}.json")
-    with open(f"{path}.tmp", "w") as f:
-        json.dump({"split": split, "examples": len(source), "metrics": results}, f, indent=2)
-    os.replace(f"{path}.tmp", path)
+    atomic.write_json(path, {"split": split, "examples": len(source), "metrics": results})
     writer = MetricWriter(os.path.join(out_dir, "logs"))
     writer.write_scalars(0, flat, split=split)
     writer.close()

@@ -26,6 +26,8 @@ import subprocess
 import sys
 import time
 
+from xtc_jax import atomic
+
 
 def child(devices: int, per_device_batch: int, case_name: str, rounds: int, steps: int) -> dict:
     import jax
@@ -113,9 +115,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             flush=True,
         )
     if args.json:
-        with open(f"{args.json}.tmp", "w") as f:
-            json.dump(results, f, indent=2)
-        os.replace(f"{args.json}.tmp", args.json)
+        atomic.write_json(args.json, results)
     return results
 
 

@@ -24,12 +24,12 @@ torch is a benchmark-only extra (requirements-bench.txt).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
 import time
 
+from xtc_jax import atomic
 from xtc_jax.bench.input_pipeline import cpu_model
 
 IMPLS = ("jax", "jax_bf16", "torch_original", "torch_channels_last", "torch_compiled",
@@ -199,10 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(format_case(result, peak), flush=True)
         results["cases"].append(result)
     if args.json:
-        tmp = f"{args.json}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(results, f, indent=2)
-        os.replace(tmp, args.json)
+        atomic.write_json(args.json, results)
     return results
 
 

@@ -6,10 +6,9 @@ preparing data, so a user sees at once whether the domains line up.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
+from xtc_jax import atomic
 from xtc_jax.data.png import encode_png
 
 
@@ -35,9 +34,4 @@ def batch_grid(batch: dict[str, np.ndarray], domains: list[str], rows: int = 4) 
 
 def write_grid(path: str, batch: dict[str, np.ndarray], domains: list[str], rows: int = 4) -> str:
     """Writes the grid atomically (temp file + rename); returns `path`."""
-    data = encode_png(batch_grid(batch, domains, rows), compress_level=6)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-    return path
+    return atomic.write_bytes(path, encode_png(batch_grid(batch, domains, rows), compress_level=6))

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xtc_jax import atomic
 from xtc_jax.data import layouts
 from xtc_jax.data.png import encode_png
 from xtc_jax.data.render import annotate, raycast
@@ -180,14 +181,6 @@ def render_view(seed: int, building: int, point: int, view: int, size: int) -> R
     )
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same folder, then rename over the target."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)
-
-
 def _views_of(views: int, views_per_point: int) -> list[tuple[int, list[int]]]:
     """(point, [view ids]) for `views` views per building, `views_per_point` per point."""
     points = math.ceil(views / views_per_point)
@@ -213,7 +206,7 @@ def _render_point(task: tuple) -> tuple[int, int, int]:
             if path.parent not in made_dirs:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 made_dirs.add(path.parent)
-            _write_atomic(path, data)
+            atomic.write_bytes(path, data)
             files += 1
     return building, len(views), files
 
@@ -241,7 +234,7 @@ def write_split_file(out: Path, buildings: int) -> Path:
     """`id,train,val,test` with old-Mac `\\r` line endings, as Taskonomy's split CSVs."""
     lines = ["id,train,val,test"] + [",".join(map(str, row)) for row in split_rows(buildings)]
     path = Path(out) / SPLIT_FILE
-    _write_atomic(path, ("\r".join(lines) + "\r").encode())
+    atomic.write_bytes(path, ("\r".join(lines) + "\r").encode())
     return path
 
 

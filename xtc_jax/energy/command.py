@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 
 import numpy as np
+
+from xtc_jax import atomic
 
 
 def statistics(config, energy_model, location, refit: bool = False, log=print):
@@ -80,9 +81,7 @@ def run(
     summary.update(model=energy_model.exports[f"rgb->{energy_model.target}"], data=data,
                    statistics=model.stats_path(energy_model.exports[
                        f"rgb->{energy_model.target}"]))  # fmt: skip
-    with open(os.path.join(output, "summary.json.tmp"), "w") as f:
-        json.dump(summary, f, indent=2)
-    os.replace(os.path.join(output, "summary.json.tmp"), os.path.join(output, "summary.json"))
+    atomic.write_json(os.path.join(output, "summary.json"), summary)
     log(f"wrote {output}/data.csv, summary.json and plots")
     return summary
 

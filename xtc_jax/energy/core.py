@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from xtc_jax import atomic
 from xtc_jax.errors import DataError
 
 DIRECT = "direct"
@@ -108,11 +109,7 @@ class Standardisation:
     def save(self, path: str) -> str:
         """Writes the statistics as JSON atomically (temp file + rename)."""
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = f"{path}.tmp{os.getpid()}"
-        with open(tmp, "w") as f:
-            json.dump(self.to_json(), f, indent=2)
-        os.replace(tmp, path)
-        return path
+        return atomic.write_json(path, self.to_json())
 
     @classmethod
     def load(cls, path: str) -> Standardisation:

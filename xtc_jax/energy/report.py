@@ -8,19 +8,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy import stats as scipy_stats
 
-
-def _atomic_write(path: str, data: bytes) -> str:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-    return path
+from xtc_jax import atomic
 
 
 def write_csv(path: str, rows: Sequence[Mapping]) -> str:
@@ -33,7 +26,7 @@ def write_csv(path: str, rows: Sequence[Mapping]) -> str:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()})
-    return _atomic_write(path, text.getvalue().encode())
+    return atomic.write_bytes(path, text.getvalue().encode())
 
 
 def correlations(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -84,7 +77,7 @@ def save_figure(figure, stem: str, suffixes: Sequence[str] = ("png", "pdf")) -> 
     for suffix in suffixes:
         buffer = io.BytesIO()
         figure.savefig(buffer, format=suffix, dpi=150, bbox_inches="tight")
-        paths.append(_atomic_write(f"{stem}.{suffix}", buffer.getvalue()))
+        paths.append(atomic.write_bytes(f"{stem}.{suffix}", buffer.getvalue()))
     figure.clear()
     pyplot().close(figure)
     return paths
