@@ -38,9 +38,7 @@ def find_exports(config, workdir: str) -> dict[str, str]:
         src, dst = split_edge(edge)
         if src != "rgb" or dst == target or spec.get("arch") == "sobel":
             continue
-        path = spec.get("checkpoint") or os.path.join(
-            perceptual.cache_dir(config, workdir, edge), "export"
-        )
+        path = perceptual.export_dir(config, workdir, edge)
         if os.path.isdir(path):
             found[f"direct_{dst}"] = path
     if not found:

@@ -44,6 +44,13 @@ def cache_dir(config, workdir: str, edge: str) -> str:
     return os.path.join(networks_dir(config, workdir), f"{src}__{dst}")
 
 
+def export_dir(config, workdir: str, edge: str) -> str:
+    """Where `edge`'s network is read from: networks[edge].checkpoint, else its cache export."""
+    return config.networks[edge].get("checkpoint") or os.path.join(
+        cache_dir(config, workdir, edge), "export"
+    )
+
+
 def _train_transfer(config, edge: str, workdir: str, log: Callable[[str], None]) -> str:
     """Trains `edge` from ground truth into its cache folder; returns the export folder."""
     from xtc_jax.train import train_and_evaluate  # train imports this module
@@ -85,9 +92,7 @@ def frozen_params(
         if graph.specs[edge]["arch"] == "sobel":
             params[edge] = {}
             continue
-        path = graph.specs[edge].get("checkpoint") or os.path.join(
-            cache_dir(config, workdir, edge), "export"
-        )
+        path = export_dir(config, workdir, edge)
         if not os.path.isdir(path):
             path = _train_transfer(config, edge, workdir, log)
         loaded, _ = ckpt_lib.load_exported(path)

@@ -15,7 +15,7 @@ def statistics(config, energy_model, location, refit: bool = False, log=print):
     from xtc_jax.data import prepare
     from xtc_jax.energy import compute, model
 
-    path = model.stats_path(energy_model.exports[f"rgb->{energy_model.target}"])
+    path = model.stats_path(energy_model.direct_export)
     stats = None if refit else model.checked_stats(path, energy_model)
     if stats is not None:
         log(f"energy statistics: {path} ({stats.info.get('images')} {stats.info.get('reference')} "
@@ -78,9 +78,8 @@ def run(
         rows += compute.score_folder(energy_model, ood, batch, stats, "ood", limit, log=log)
     report.write_csv(os.path.join(output, "data.csv"), rows)
     summary = summarise(rows, output, log)
-    summary.update(model=energy_model.exports[f"rgb->{energy_model.target}"], data=data,
-                   statistics=model.stats_path(energy_model.exports[
-                       f"rgb->{energy_model.target}"]))  # fmt: skip
+    summary.update(model=energy_model.direct_export, data=data,
+                   statistics=model.stats_path(energy_model.direct_export))  # fmt: skip
     atomic.write_json(os.path.join(output, "summary.json"), summary)
     log(f"wrote {output}/data.csv, summary.json and plots")
     return summary

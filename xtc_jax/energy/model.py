@@ -74,7 +74,7 @@ def model_export(config, workdir: str, model: str, log: Callable[[str], None]) -
         edge = edge_key("rgb", target)
         graph = TaskGraph({edge: config.networks[edge]})
         perceptual.frozen_params(config, graph, [edge], workdir, log)  # trains it if missing
-        return os.path.join(perceptual.cache_dir(config, workdir, edge), "export")
+        return perceptual.export_dir(config, workdir, edge)
     if model in experiment.model_dirs(workdir):
         path = os.path.join(experiment.model_dirs(workdir)[model], "export")
         if not os.path.isdir(path):
@@ -122,6 +122,11 @@ class EnergyModel:
             raise DataError(f"energy input must be (B, H, W, 3) rgb, got shape {rgb.shape}.")
         return jax.device_get(self._predict(self.params, rgb))
 
+    @property
+    def direct_export(self) -> str:
+        """The export folder of n(x), the rgb -> target network."""
+        return self.exports[edge_key("rgb", self.target)]
+
     def info(self) -> dict:
         """What statistics fitted with this model must record to rebuild it."""
         return {"target": self.target, "resolution": self.resolution,
@@ -158,13 +163,10 @@ def load(config, workdir: str, model: str = "consistency", log: Callable[[str], 
     params[direct_edge], _ = ckpt_lib.load_exported(export)
     exports = {direct_edge: os.path.abspath(export)}
     for edge in path_edges:
-        if graph.specs[edge]["arch"] == "sobel":
-            exports[edge] = ""
-        else:
-            exports[edge] = os.path.abspath(
-                graph.specs[edge].get("checkpoint")
-                or os.path.join(perceptual.cache_dir(config, workdir, edge), "export")
-            )
+        sobel = config.networks[edge].arch == "sobel"
+        exports[edge] = (
+            "" if sobel else os.path.abspath(perceptual.export_dir(config, workdir, edge))
+        )
     return EnergyModel(target, tuple(middles), specs, params, config.data.resolution, exports)
 
 
