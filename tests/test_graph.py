@@ -37,6 +37,30 @@ def test_path_equals_manual_composition():
     assert out.shape == (2, RES, RES, 3)
 
 
+@pytest.mark.parametrize(
+    ("remat", "mode"), [(False, "none"), (True, "blocks"), ("True", "blocks"), ("false", "none"),
+                        ("networks", "networks")],
+)  # fmt: skip
+def test_remat_modes_give_the_same_values_and_gradients(remat, mode):
+    """Remat changes what the backward pass keeps, never a value or a gradient."""
+    batch = _batch()
+    paths = {"f_n_x": ["rgb", "normal", "curvature"]}
+    plain = TaskGraph(NETS)
+    params = plain.init(jax.random.PRNGKey(0), RES)
+
+    def loss_and_grad(graph):
+        loss = lambda p: graph.evaluate(p, batch, paths)["f_n_x"].mean()  # noqa: E731
+        return jax.jit(jax.value_and_grad(loss))(params)
+
+    graph = TaskGraph(NETS, remat=remat)
+    assert graph.remat == mode
+    assert graph.modules["rgb->normal"].remat is (mode == "blocks")
+    (want, want_grad), (got, got_grad) = loss_and_grad(plain), loss_and_grad(graph)
+    np.testing.assert_allclose(float(got), float(want), rtol=1e-6)
+    for g, w in zip(jax.tree.leaves(got_grad), jax.tree.leaves(want_grad), strict=True):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-4, atol=1e-7)
+
+
 def test_shared_prefix_is_computed_once(monkeypatch):
     graph = TaskGraph(NETS)
     params = graph.init(jax.random.PRNGKey(0), RES)
@@ -81,6 +105,8 @@ def _cpu_normal():
         (lambda c: c.freeze.append("rgb->normal"), r"'rgb->normal' is in freeze"),
         (lambda c: c.train.update({"best_metric": "l1", "checkpoint_every": 150}),
          r"checkpoint_every \(150\) must be a multiple of train\.eval_every \(100\)"),
+        (lambda c: c.compute.update({"remat": "layers"}),
+         r"compute\.remat='layers': use one of 'none', 'blocks', 'networks'"),
     ],
 )  # fmt: skip
 def test_config_errors_before_compilation(edit, message):

@@ -183,7 +183,7 @@ def test_consistency_experiment_end_to_end(tmp_path):
 def test_bf16_compute_and_remat_train_with_fp32_params():
     config = _small_config()
     config.compute.dtype = "bfloat16"
-    config.compute.remat = True
+    config.compute.remat = "blocks"
     step, state, frozen, batch = _setup(config, ("principal_curvature",))
     state, metrics = jax.jit(step)(state, frozen, batch)
     assert np.isfinite(float(metrics["loss/total"]))

@@ -142,7 +142,8 @@ def base_config(preset: str) -> ml_collections.ConfigDict:
             best_metric="",  # e.g. "l1": also keep the best checkpoints by this val metric
         )
     )
-    config.compute = ml_collections.ConfigDict(dict(dtype="float32", remat=False))
+    # remat: "none" | "blocks" | "networks" (graph.REMAT_MODES); bools also work.
+    config.compute = ml_collections.ConfigDict(dict(dtype="float32", remat="none"))
     config.loss = ml_collections.ConfigDict(dict(denominator="valid"))
     config.selection = ml_collections.ConfigDict(dict(k=3, mode="winrate", weights="fixed"))
     config.transfer_steps = 150 if cpu else 50_000

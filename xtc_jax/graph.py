@@ -51,6 +51,31 @@ def path_edges(path: Sequence[str]) -> list[str]:
     return [edge_key(a, b) for a, b in itertools.pairwise(canonical)]
 
 
+#: compute.remat values: what the backward pass keeps of each network's forward pass.
+REMAT_MODES = ("none", "blocks", "networks")
+
+
+def remat_mode(value: bool | str) -> str:
+    """compute.remat as one of REMAT_MODES; True means "blocks", False "none".
+
+    - "none": keep every activation (fastest, most memory);
+    - "blocks": keep each block's input and output, recompute the layers inside it
+      (about 9× fewer saved bytes for the paper UNet; one extra forward per block);
+    - "networks": keep only each network's input and recompute the whole network at once
+      (fewest saved bytes, but the recomputation's activations are all alive together).
+    """
+    if isinstance(value, str) and value.lower() in ("true", "false"):  # from a command line
+        value = value.lower() == "true"
+    if isinstance(value, bool):
+        return "blocks" if value else "none"
+    if value not in REMAT_MODES:
+        raise ConfigError(
+            f"compute.remat={value!r}: use one of {', '.join(map(repr, REMAT_MODES))} "
+            f"(or True = 'blocks', False = 'none')."
+        )
+    return value
+
+
 def output_channels(domain: str) -> int:
     """Channels a network must output for `domain` (logits for label domains)."""
     spec = domains_lib.get(domain)
@@ -64,12 +89,12 @@ class TaskGraph:
         self,
         networks: Mapping[str, Mapping],
         compute_dtype: str = "float32",
-        remat: bool = False,
+        remat: bool | str = "none",
     ):
         if compute_dtype not in ("float32", "bfloat16"):
             raise ConfigError(f'compute.dtype={compute_dtype!r}: use "float32" or "bfloat16".')
         dtype = jnp.bfloat16 if compute_dtype == "bfloat16" else jnp.float32
-        self.remat = remat
+        self.remat = remat_mode(remat)
         self.specs: dict[str, dict] = {}
         self.modules: dict[str, nn.Module] = {}
         for key, spec in networks.items():
@@ -79,6 +104,8 @@ class TaskGraph:
             if spec["arch"] != "sobel":
                 kwargs.setdefault("out_channels", output_channels(dst))
                 kwargs["dtype"] = dtype
+            if self.remat == "blocks" and "remat" in models.model_fields(spec["arch"]):
+                kwargs.setdefault("remat", True)
             try:
                 self.modules[edge_key(src, dst)] = models.build(spec["arch"], **kwargs)
             except (TypeError, ValueError) as error:
@@ -121,13 +148,13 @@ class TaskGraph:
         return params
 
     def apply(self, key: str, params, x: jax.Array) -> jax.Array:
-        """Runs one edge network as a pure function (rematerialised if configured)."""
+        """Runs one edge network as a pure function (whole-network remat if configured)."""
         module = self.modules[key]
 
         def run(p, inputs):
             return module.apply({"params": p}, inputs)
 
-        if self.remat:
+        if self.remat == "networks":
             run = jax.checkpoint(run)
         return run(params, x)
 

@@ -94,6 +94,34 @@ def _term_values(graph, params, batch, paths, terms, denominator) -> dict[str, j
     return out
 
 
+def step_terms(
+    terms: Mapping[str, LossTerm], chosen: tuple[str, ...]
+) -> tuple[list[LossTerm], list[LossTerm]]:
+    """(optimised, direct): the supervised term and the chosen perceptual terms, which the
+    gradient sees, and the chosen terms' direct partners, evaluated for the win-rates only."""
+    by_suffix = {(t.kind, t.perceptual_name): t for t in terms.values()}
+    mae = next(t for t in terms.values() if t.kind == "mae")
+    optimised = [mae, *(by_suffix["percep", k] for k in chosen)]
+    direct = [by_suffix["direct", k] for k in chosen if ("direct", k) in by_suffix]
+    return optimised, direct
+
+
+def make_term_means(graph: TaskGraph, config, terms: Mapping[str, LossTerm],
+                    chosen: tuple[str, ...]):  # fmt: skip
+    """term_means(trainable, frozen, batch) -> (mean loss of each optimised term, per-example
+    losses): the function a step differentiates with respect to `trainable`."""
+    paths = {k: list(v) for k, v in config.paths.items()}
+    optimised, _ = step_terms(terms, chosen)
+
+    def term_means(trainable, frozen, batch):
+        params = {**frozen, **trainable}
+        per_example = _term_values(graph, params, batch, paths, optimised,
+                                   config.loss.denominator)  # fmt: skip
+        return jnp.stack([per_example[t.name].mean() for t in optimised]), per_example
+
+    return term_means
+
+
 def make_train_step(
     graph: TaskGraph,
     config,
@@ -104,20 +132,15 @@ def make_train_step(
 ):
     """step(state, frozen, batch) -> (state, metrics) for the chosen perceptual terms."""
     paths = {k: list(v) for k, v in config.paths.items()}
-    by_suffix = {(t.kind, t.perceptual_name): t for t in terms.values()}
-    mae = next(t for t in terms.values() if t.kind == "mae")
-    optimised = [mae, *(by_suffix["percep", k] for k in chosen)]
-    direct = [by_suffix["direct", k] for k in chosen if ("direct", k) in by_suffix]
+    optimised, direct = step_terms(terms, chosen)
     denominator = config.loss.denominator
     grad_ratio = config.selection.weights == "grad_ratio" and len(optimised) > 1
+    term_means = make_term_means(graph, config, terms, chosen)
 
     def step(state, frozen, batch):
-        def term_means(trainable):
-            params = {**frozen, **trainable}
-            per_example = _term_values(graph, params, batch, paths, optimised, denominator)
-            return jnp.stack([per_example[t.name].mean() for t in optimised]), per_example
-
-        means, pullback, per_example = jax.vjp(term_means, state["params"], has_aux=True)
+        means, pullback, per_example = jax.vjp(
+            lambda trainable: term_means(trainable, frozen, batch), state["params"], has_aux=True
+        )
         fixed = jnp.asarray([t.weight for t in optimised], jnp.float32)
         if grad_ratio:
             eye = jnp.eye(len(optimised), dtype=means.dtype)

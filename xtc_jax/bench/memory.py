@@ -1,31 +1,45 @@
-"""Memory of a training step and the largest batch that fits, with and without remat.
+"""Memory of a training step under each remat mode, and the largest batch that fits.
 
-    python -m xtc_jax.bench.memory [--case consistency_paper] [--chosen all] [--limit_gb 80]
+    python -m xtc_jax.bench.memory [--case consistency_paper] [--chosen all] [--batch 32]
+        [--modes none,blocks,networks] [--largest] [--limit_gb 80] [--no_compile]
 
-XLA's compiled memory analysis of the project's step gives its device
-footprint without running it: arguments (params, optimizer state, frozen
-networks, batch) + outputs not aliased to donated inputs + temporaries. The
-largest batch is found by doubling and bisection on that figure against
---limit_gb (default: the device's memory limit). With --chosen all, every
-perceptual loss of configs/normal.py is active (the original needed --k and
-3 GPUs for that at batch 32).
+Two figures per remat mode (`compute.remat`, graph.REMAT_MODES):
+- saved for backward: the bytes the forward pass keeps for the backward pass
+  (the residuals of the step's vjp), from tracing alone. Remat trades exactly
+  these for recomputation, and the figure is the same on every backend.
+- compiled footprint: XLA's memory analysis of the compiled step on this
+  device, arguments (params, optimizer state, frozen networks, batch) +
+  outputs not aliased to donated inputs + temporaries. This is what must fit
+  on a GPU. XLA's CPU backend schedules the recomputation early, so on a CPU
+  its temporaries barely change with remat (see BENCHMARKS.md).
+
+With --largest, the largest batch whose compiled footprint fits --limit_gb
+(default: the device's memory limit) is found by doubling and bisection. With
+--chosen all, every perceptual loss of configs/normal.py is active (the
+original needed --k and 3 GPUs for that at batch 32).
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 
 from xtc_jax.bench import step_cases
+from xtc_jax.graph import REMAT_MODES, remat_mode
 
 ALL = tuple(sorted(step_cases.PERCEPTUAL))
+GIB = 2**30
 
 
-def step_memory_bytes(case_name: str, batch: int, remat: bool,
+def _step(case_name: str, batch: int, remat: str, chosen: tuple[str, ...]):
+    case = step_cases.make_case(case_name, batch, chosen)
+    return step_cases.JaxStep(case, remat=remat_mode(remat), allocate=False)
+
+
+def step_memory_bytes(case_name: str, batch: int, remat: str,
                       chosen: tuple[str, ...] = step_cases.CHOSEN) -> dict[str, int]:  # fmt: skip
     """Device bytes of one compiled step: {"arguments", "outputs", "temporaries", "total"}."""
-    case = step_cases.make_case(case_name, batch, chosen)
-    step = step_cases.JaxStep(case, remat=remat, allocate=False)
-    analysis = step.lowered().compile().memory_analysis()
+    analysis = _step(case_name, batch, remat, chosen).lowered().compile().memory_analysis()
     arguments = int(analysis.argument_size_in_bytes)
     outputs = int(analysis.output_size_in_bytes - analysis.alias_size_in_bytes)
     temporaries = int(analysis.temp_size_in_bytes)
@@ -33,15 +47,21 @@ def step_memory_bytes(case_name: str, batch: int, remat: bool,
             "total": arguments + outputs + temporaries}  # fmt: skip
 
 
-def largest_batch(case_name: str, limit_bytes: int, remat: bool,
+def saved_bytes(case_name: str, batch: int, remat: str,
+                chosen: tuple[str, ...] = step_cases.CHOSEN) -> int:  # fmt: skip
+    """Bytes one step's forward pass saves for its backward pass (no compilation)."""
+    return _step(case_name, batch, remat, chosen).saved_bytes()
+
+
+def largest_batch(case_name: str, limit_bytes: int, remat: str,
                   chosen: tuple[str, ...] = step_cases.CHOSEN, cap: int = 4096,
                   log=print) -> int:  # fmt: skip
-    """The largest batch whose step fits in `limit_bytes` (0 if even batch 1 does not)."""
+    """The largest batch whose compiled step fits in `limit_bytes` (0 if batch 1 does not)."""
 
     def fits(batch: int) -> bool:
         total = step_memory_bytes(case_name, batch, remat, chosen)["total"]
         log(
-            f"  batch {batch:5d}, remat {remat!s:<5}: {total / 2**30:8.2f} GiB "
+            f"  batch {batch:5d}, remat {remat:<8}: {total / GIB:8.2f} GiB "
             f"{'fits' if total <= limit_bytes else 'too big'}"
         )
         return total <= limit_bytes
@@ -57,33 +77,63 @@ def largest_batch(case_name: str, limit_bytes: int, remat: bool,
     return low
 
 
+def _parse_modes(text: str) -> tuple[str, ...]:
+    modes = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in modes if m not in REMAT_MODES]
+    if unknown or not modes:
+        raise SystemExit(f"--modes {text!r}: use a comma list of {', '.join(REMAT_MODES)}")
+    return modes
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--case", default="consistency_paper")
-    parser.add_argument("--chosen", default="all", help="'all' or a comma list of domains")
-    parser.add_argument(
-        "--limit_gb",
-        type=float,
-        default=0.0,
-        help="memory limit in GiB (default: the device's bytes_limit)",
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--case", default="consistency_paper", choices=step_cases.CASES)
+    parser.add_argument("--chosen", default="all", help="'all' or a comma list of domains")
+    parser.add_argument("--batch", type=int, default=32, help="batch of the per-mode table")
+    parser.add_argument("--modes", default=",".join(REMAT_MODES), help="remat modes to measure")
+    parser.add_argument("--no_compile", action="store_true",
+                        help="saved-for-backward only (tracing; no compilation)")  # fmt: skip
+    parser.add_argument("--largest", action="store_true", help="also search the largest batch")
+    parser.add_argument(
+        "--limit_gb", type=float, default=0.0,
+        help="memory limit in GiB for --largest (default: the device's bytes_limit)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     import jax
 
+    modes = _parse_modes(args.modes)
     chosen = ALL if args.chosen == "all" else tuple(args.chosen.split(","))
-    limit = int(args.limit_gb * 2**30) or int((jax.devices()[0].memory_stats() or {}).get(
-        "bytes_limit", 0))  # fmt: skip
-    if not limit:
-        raise SystemExit("no device memory limit known: pass --limit_gb")
-    print(
-        f"{jax.devices()[0].device_kind}: limit {limit / 2**30:.1f} GiB; case {args.case}, "
-        f"perceptual {','.join(chosen)}",
-        flush=True,
-    )
-    result = {}
-    for remat in (False, True):
-        result[f"remat={remat}"] = largest_batch(args.case, limit, remat, chosen)
-        print(f"largest batch, remat={remat}: {result[f'remat={remat}']}", flush=True)
+    device = jax.devices()[0]
+    print(f"{device.device_kind}: case {args.case}, batch {args.batch}, "
+          f"perceptual {','.join(chosen) or '-'}", flush=True)  # fmt: skip
+    result: dict = {"device": device.device_kind, "case": args.case, "batch": args.batch,
+                    "modes": {}}  # fmt: skip
+    header = f"{'remat':<9} {'saved for backward':>19}"
+    if not args.no_compile:
+        header += f" {'compiled total':>15} {'temporaries':>12} {'compile s':>10}"
+    print(header, flush=True)
+    for mode in modes:
+        row = {"saved": saved_bytes(args.case, args.batch, mode, chosen)}
+        line = f"{mode:<9} {row['saved'] / GIB:15.2f} GiB"
+        if not args.no_compile:
+            start = time.perf_counter()
+            row.update(step_memory_bytes(args.case, args.batch, mode, chosen))
+            seconds = time.perf_counter() - start
+            line += (f" {row['total'] / GIB:11.2f} GiB {row['temporaries'] / GIB:8.2f} GiB "
+                     f"{seconds:10.0f}")  # fmt: skip
+        print(line, flush=True)
+        result["modes"][mode] = row
+    if args.largest:
+        limit = int(args.limit_gb * GIB) or int((device.memory_stats() or {}).get("bytes_limit", 0))
+        if not limit:
+            raise SystemExit("no device memory limit known: pass --limit_gb")
+        print(f"largest batch within {limit / GIB:.1f} GiB:", flush=True)
+        result["largest"] = {}
+        for mode in modes:
+            result["largest"][mode] = largest_batch(args.case, limit, mode, chosen)
+            print(f"largest batch, remat={mode}: {result['largest'][mode]}", flush=True)
     return result
 
 

@@ -26,7 +26,7 @@ from xtc_jax import domains as domains_lib
 from xtc_jax import optim, selection
 from xtc_jax.config_defaults import consistency_config, transfer_config
 from xtc_jax.graph import TaskGraph, output_channels, path_edges, split_edge
-from xtc_jax.step import loss_terms, make_train_step, perceptual_names
+from xtc_jax.step import loss_terms, make_term_means, make_train_step, perceptual_names
 
 #: Perceptual losses taken by the consistency cases: k=3, all with learned networks.
 CHOSEN = ("depth_zbuffer", "principal_curvature", "reshading")
@@ -91,7 +91,7 @@ class JaxStep:
 
     case: Case
     dtype: str = "float32"
-    remat: bool = False
+    remat: str = "none"  # graph.REMAT_MODES
     allocate: bool = True  # False: shapes only (for compiling and memory analysis)
 
     def __post_init__(self):
@@ -123,6 +123,7 @@ class JaxStep:
             self.state = jax.eval_shape(make_state, trainable)
             self.frozen = frozen
             self.batch = jax.eval_shape(lambda: random_batch(self.case))
+        self.term_means = make_term_means(self.graph, config, terms, self.case.chosen)
         fn = make_train_step(self.graph, config, terms, self.case.chosen, optimizer, target)
         self.step_fn = fn  # unjitted, for callers that jit it with their own shardings
         self.step = jax.jit(fn, donate_argnums=0)
@@ -130,6 +131,21 @@ class JaxStep:
 
     def lowered(self):
         return self.step.lower(self.state, self.frozen, self.batch)
+
+    def saved_bytes(self) -> int:
+        """Bytes the forward pass keeps for the backward pass (the residuals of the step's
+        vjp: activations, plus the weights the backward reads), from tracing alone.
+
+        This is what remat trades for recomputation, independent of the backend; the
+        compiled footprint adds the backend's scheduling and workspace on top.
+        """
+
+        def pullback(trainable, frozen, batch):
+            forward = lambda t: self.term_means(t, frozen, batch)  # noqa: E731
+            return jax.vjp(forward, trainable, has_aux=True)[1]
+
+        shapes = jax.eval_shape(pullback, self.state["params"], self.frozen, self.batch)
+        return int(sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(shapes)))
 
     def run(self, steps: int) -> None:
         for _ in range(steps):

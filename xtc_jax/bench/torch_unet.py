@@ -265,7 +265,7 @@ def load_flax_params(module: nn.Module, flax_params: Mapping[str, Any]) -> None:
         )
     with torch.no_grad():
         for name, value in values.items():
-            targets[name].copy_(torch.from_numpy(np.ascontiguousarray(value)))
+            targets[name].copy_(torch.from_numpy(np.array(value, copy=True)))
 
 
 def count_params(module: nn.Module) -> int:

@@ -56,6 +56,7 @@ class Dense1by1Net(nn.Module):
       input_groups: GroupNorm groups of the first block, which normalises the input; must
         divide the input channels (3 in the original).
       dtype: computation dtype; params stay float32 and the output is float32.
+      remat: rematerialise each block in the backward pass (less memory, one more forward).
 
     342,345 parameters at the defaults with a 3-channel input. Any resolution works.
     """
@@ -64,6 +65,7 @@ class Dense1by1Net(nn.Module):
     width: float = 1.0
     input_groups: int = 3
     dtype: Any = jnp.float32
+    remat: bool = False
 
     def __post_init__(self) -> None:
         check_fields(type(self).__name__, self.out_channels, self.width)
@@ -86,7 +88,9 @@ class Dense1by1Net(nn.Module):
         c96 = scaled_channels(96, self.width)
         layers = [(self.input_groups, c64, 1), (GN_GROUPS, c96, 1)]
         layers += [(GN_GROUPS, c96, 3)] * 4 + [(GN_GROUPS, self.out_channels, 3)]
+        # remat: keep each block's input only; its GroupNorm and conv are recomputed backward.
+        block_type = nn.remat(ConvBlock) if self.remat else ConvBlock
         for i, (groups, features, kernel) in enumerate(layers):
-            block = ConvBlock(features, kernel, groups, self.dtype, name=f"decoder_{i}")
+            block = block_type(features, kernel, groups, self.dtype, name=f"decoder_{i}")
             x = block(x)
         return x.astype(jnp.float32)

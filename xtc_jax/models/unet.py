@@ -161,6 +161,18 @@ class UpBlock(nn.Module):
         return x
 
 
+def blocks(remat: bool) -> tuple[type[nn.Module], type[nn.Module]]:
+    """(DownBlock, UpBlock), each rematerialised as a whole when ``remat``.
+
+    With remat the backward pass keeps only each block's input and output and recomputes
+    its three conv/GroupNorm/ReLU layers, so the activations alive at once are those of one
+    block rather than of the whole network. Parameter names are unchanged.
+    """
+    if remat:
+        return nn.remat(DownBlock), nn.remat(UpBlock)
+    return DownBlock, UpBlock
+
+
 def check_fields(model: str, out_channels: int, width: float) -> None:
     if out_channels < 1:
         raise ModelError(f"{model}: out_channels must be >= 1, got {out_channels}")
@@ -177,6 +189,7 @@ class UNet(nn.Module):
       out_channels: output channels; input channels are taken from the input.
       width: multiplier of the base width 16 (rounded up to multiples of 8); 1.0 = original.
       dtype: computation dtype (e.g. jnp.bfloat16); params stay float32, output is float32.
+      remat: rematerialise each down/up block in the backward pass (see ``blocks``).
 
     Output: ReLU of the final 1×1 conv, so values lie in [0, ∞) with no clamp.
     """
@@ -185,6 +198,7 @@ class UNet(nn.Module):
     out_channels: int = 3
     width: float = 1.0
     dtype: Any = jnp.float32
+    remat: bool = False
 
     def __post_init__(self) -> None:
         check_fields(type(self).__name__, self.out_channels, self.width)
@@ -206,19 +220,18 @@ class UNet(nn.Module):
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         ds = self.downsample
         check_resolution(f"{type(self).__name__}(downsample={ds})", x.shape, ds)
-        x = DownBlock(self.channels(0), pool=False, dtype=self.dtype, name="down1")(x)
+        down, up = blocks(self.remat)
+        x = down(self.channels(0), pool=False, dtype=self.dtype, name="down1")(x)
         skips = [x]
         for i in range(ds):
-            x = DownBlock(
-                self.channels(i + 1), pool=True, dtype=self.dtype, name=f"down_blocks_{i}"
-            )(x)
+            x = down(self.channels(i + 1), pool=True, dtype=self.dtype, name=f"down_blocks_{i}")(x)
             skips.append(x)
         width = self.channels(ds)
         for i in (1, 2, 3):
             x = conv(width, 3, self.dtype, f"mid_conv{i}")(x)
             x = nn.relu(group_norm(GN_GROUPS, self.dtype, f"bn{i}")(x))
         for i in reversed(range(ds)):
-            x = UpBlock(self.channels(i), dtype=self.dtype, name=f"up_blocks_{i}")(skips[i], x)
+            x = up(self.channels(i), dtype=self.dtype, name=f"up_blocks_{i}")(skips[i], x)
         x = conv(self.channels(0), 3, self.dtype, "last_conv1")(x)
         x = nn.relu(group_norm(GN_GROUPS, self.dtype, "last_bn")(x))
         x = nn.relu(conv(self.out_channels, 1, self.dtype, "last_conv2")(x))
@@ -251,6 +264,7 @@ class UNetDepth(nn.Module):
     out_channels: int = 1
     width: float = 1.0
     dtype: Any = jnp.float32
+    remat: bool = False
 
     def __post_init__(self) -> None:
         check_fields(type(self).__name__, self.out_channels, self.width)
@@ -260,17 +274,18 @@ class UNetDepth(nn.Module):
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         check_resolution(type(self).__name__, x.shape, 5, "resize the input (it pools 5 times)")
         ch = [scaled_channels(BASE_WIDTH * 2**k, self.width) for k in range(7)]
+        down, up = blocks(self.remat)
         skips = []
         for k in range(7):
             pool = 1 <= k <= 5
-            x = DownBlock(ch[k], pool=pool, dtype=self.dtype, name=f"down_block{k + 1}")(x)
+            x = down(ch[k], pool=pool, dtype=self.dtype, name=f"down_block{k + 1}")(x)
             skips.append(x)
         for i in (1, 2, 3):
             x = conv(ch[6], 3, self.dtype, f"mid_conv{i}")(x)
             x = nn.relu(group_norm(GN_GROUPS, self.dtype, f"bn{i}")(x))
         for j in range(6):  # up_block1 pairs with down_block6's output, up_block6 with block1
-            up = UpBlock(ch[5 - j], upsample=j > 0, dtype=self.dtype, name=f"up_block{j + 1}")
-            x = up(skips[5 - j], x)
+            block = up(ch[5 - j], upsample=j > 0, dtype=self.dtype, name=f"up_block{j + 1}")
+            x = block(skips[5 - j], x)
         x = conv(ch[0], 3, self.dtype, "last_conv1")(x)
         x = nn.relu(group_norm(GN_GROUPS, self.dtype, "last_bn")(x))
         x = conv(self.out_channels, 1, self.dtype, "last_conv2")(x)
