@@ -39,7 +39,12 @@ def _step(case_name: str, batch: int, remat: str, chosen: tuple[str, ...]):
 def step_memory_bytes(case_name: str, batch: int, remat: str,
                       chosen: tuple[str, ...] = step_cases.CHOSEN) -> dict[str, int]:  # fmt: skip
     """Device bytes of one compiled step: {"arguments", "outputs", "temporaries", "total"}."""
-    analysis = _step(case_name, batch, remat, chosen).lowered().compile().memory_analysis()
+    return compiled_memory_bytes(_step(case_name, batch, remat, chosen))
+
+
+def compiled_memory_bytes(step: step_cases.JaxStep) -> dict[str, int]:
+    """step_memory_bytes of an already built step."""
+    analysis = step.lowered().compile().memory_analysis()
     arguments = int(analysis.argument_size_in_bytes)
     outputs = int(analysis.output_size_in_bytes - analysis.alias_size_in_bytes)
     temporaries = int(analysis.temp_size_in_bytes)
@@ -115,11 +120,12 @@ def main(argv: list[str] | None = None) -> dict:
         header += f" {'compiled total':>15} {'temporaries':>12} {'compile s':>10}"
     print(header, flush=True)
     for mode in modes:
-        row = {"saved": saved_bytes(args.case, args.batch, mode, chosen)}
+        step = _step(args.case, args.batch, mode, chosen)
+        row = {"saved": step.saved_bytes()}
         line = f"{mode:<9} {row['saved'] / GIB:15.2f} GiB"
         if not args.no_compile:
             start = time.perf_counter()
-            row.update(step_memory_bytes(args.case, args.batch, mode, chosen))
+            row.update(compiled_memory_bytes(step))
             seconds = time.perf_counter() - start
             line += (f" {row['total'] / GIB:11.2f} GiB {row['temporaries'] / GIB:8.2f} GiB "
                      f"{seconds:10.0f}")  # fmt: skip

@@ -17,7 +17,8 @@ so both start from the same loss; `first_losses` checks that.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 
 import jax
 import numpy as np
@@ -147,9 +148,15 @@ class JaxStep:
         shapes = jax.eval_shape(pullback, self.state["params"], self.frozen, self.batch)
         return int(sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(shapes)))
 
-    def run(self, steps: int) -> None:
+    def run(self, steps: int, step_fn: Callable | None = None) -> None:
+        """Takes `steps` steps with `step_fn` (default: the jitted step) and waits.
+
+        `step_fn` may be another compilation of the same lowered step (other XLA
+        options); the state carries over, so variants can take turns.
+        """
+        step_fn = step_fn or self.step
         for _ in range(steps):
-            self.state, self.last_metrics = self.step(self.state, self.frozen, self.batch)
+            self.state, self.last_metrics = step_fn(self.state, self.frozen, self.batch)
         jax.block_until_ready(self.last_metrics)
 
     def loss(self) -> float:
@@ -248,6 +255,24 @@ class TorchStep:
 
     def loss(self) -> float:
         return float(self.last_loss)
+
+
+def time_alternately(runs: Mapping[str, Callable[[int], None]], rounds: int, steps: int,
+                     warm_steps: int = 0) -> dict[str, list[float]]:  # fmt: skip
+    """{name: seconds per step, one figure per round}: every round calls each run(steps)
+    once, the order rotated each round so that none always goes first. `warm_steps`
+    untimed steps precede each timed call (to time a variant only after it is resident).
+    """
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    order = list(runs)
+    for r in range(rounds):
+        for name in order[r % len(order) :] + order[: r % len(order)]:
+            if warm_steps:
+                runs[name](warm_steps)
+            start = time.perf_counter()
+            runs[name](steps)
+            times[name].append((time.perf_counter() - start) / steps)
+    return times
 
 
 def make_runner(kind: str, case: Case, jax_reference: JaxStep | None, device: str) -> Callable:

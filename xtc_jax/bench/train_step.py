@@ -93,13 +93,7 @@ def bench_case(name: str, batch: int, impls: list[str], rounds: int, steps: int,
         except Exception as error:
             failed[impl] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
             log(f"  {impl:<20} FAILED: {failed[impl]}")
-    times: dict[str, list[float]] = {impl: [] for impl in runners}
-    order = list(runners)
-    for r in range(rounds):
-        for impl in order[r % len(order) :] + order[: r % len(order)]:
-            start = time.perf_counter()
-            runners[impl].run(steps)
-            times[impl].append((time.perf_counter() - start) / steps)
+    times = step_cases.time_alternately({impl: r.run for impl, r in runners.items()}, rounds, steps)
     result = {"case": name, "batch": batch, "resolution": case.resolution,
               "chosen": list(case.chosen), "jax_step_flops": flops,
               "jax_compile_seconds": compile_seconds, "first_step_loss": first_loss,

@@ -6,9 +6,10 @@
 Comparing XLA flags across processes on a noisy machine mixes the flag's
 effect with minute-to-minute noise. Here the same lowered step is compiled once
 per variant (`Lowered.compile(compiler_options)`, which takes DebugOptions
-fields by name), and the variants run in alternating order each round from the
-same state. The report is each variant's median step time and its paired speedup
-over the first variant (median of per-round ratios), with the rounds it won.
+fields by name), and the variants take turns each round (order rotated, one
+untimed step first), carrying the same state. The report is each variant's
+median step time and its paired speedup over the first variant (median of
+per-round ratios), with the rounds it won.
 
 A variant is NAME or NAME:OPTION=VALUE[,OPTION=VALUE...]. The value DEFAULT
 means XLA's own default: the option is removed from XLA_FLAGS (where `import
@@ -20,9 +21,9 @@ xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
-import time
 
 #: The comparison behind the project's default: YNNPACK fusions as this jaxlib
 #: sets them, against none (what `import xtc_jax` sets, see runtime.CPU_XLA_FLAGS).
@@ -83,8 +84,6 @@ def main(argv: list[str] | None = None) -> dict:
     if len(variants) < 2:
         raise SystemExit("give at least two --variant to compare")
     drop_from_xla_flags([k for o in variants.values() for k, v in o.items() if v == "DEFAULT"])
-    import jax
-
     from xtc_jax.bench import step_cases
 
     step = step_cases.JaxStep(step_cases.make_case(args.case, args.batch))
@@ -95,18 +94,10 @@ def main(argv: list[str] | None = None) -> dict:
         compiled[name] = lowered.compile(explicit or None)
         fusions = compiled[name].as_text().count("__ynn")
         print(f"{name}: compiled ({fusions} YNNPACK fusion lines) {options}", flush=True)
-    state, names = step.state, list(variants)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for round_index in range(args.rounds):
-        for name in names if round_index % 2 == 0 else names[::-1]:
-            run = compiled[name]
-            state, metrics = run(state, step.frozen, step.batch)  # warm, off the clock
-            jax.block_until_ready(metrics)
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                state, metrics = run(state, step.frozen, step.batch)
-            jax.block_until_ready(metrics)
-            times[name].append((time.perf_counter() - start) / args.steps * 1e3)
+    names = list(variants)
+    runs = {name: functools.partial(step.run, step_fn=compiled[name]) for name in names}
+    seconds = step_cases.time_alternately(runs, args.rounds, args.steps, warm_steps=1)
+    times = {name: [1e3 * t for t in seconds[name]] for name in names}
     first = names[0]
     result = {}
     print(f"{args.case}, batch {args.batch}: {args.rounds} rounds of {args.steps} steps")
