@@ -111,8 +111,9 @@ def main(argv: list[str] | None = None) -> dict:
     modes = _parse_modes(args.modes)
     chosen = ALL if args.chosen == "all" else tuple(args.chosen.split(","))
     device = jax.devices()[0]
+    taken = step_cases.make_case(args.case, args.batch, chosen).chosen  # none for the UNet cases
     print(f"{device.device_kind}: case {args.case}, batch {args.batch}, "
-          f"perceptual {','.join(chosen) or '-'}", flush=True)  # fmt: skip
+          f"perceptual {','.join(taken) or '-'}", flush=True)  # fmt: skip
     result: dict = {"device": device.device_kind, "case": args.case, "batch": args.batch,
                     "modes": {}}  # fmt: skip
     header = f"{'remat':<9} {'saved for backward':>19}"
