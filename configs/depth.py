@@ -1,6 +1,6 @@
 """rgb -> depth_zbuffer with perceptual consistency (the original's `multiperceptual_depth`)."""
 
-from xtc_jax.config_defaults import consistency_config
+from xtc_jax.consistency.config import consistency_config
 
 PERCEPTUAL = [
     "principal_curvature",

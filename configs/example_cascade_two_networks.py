@@ -1,7 +1,7 @@
 """The original's `example_cascade_two_networks`: rgb -> normal with one perceptual loss
 (curvature), k = 1. Presets: "" or "cpu"."""
 
-from xtc_jax.config_defaults import consistency_config
+from xtc_jax.consistency.config import consistency_config
 
 
 def get_config(preset: str = ""):

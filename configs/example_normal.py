@@ -1,7 +1,7 @@
 """The original's `example_normal`: rgb -> normal with curvature and Edge-2D perceptual
 losses, k = 2 (Edge-2D's direct term is the analytic sobel of rgb). Presets: "" or "cpu"."""
 
-from xtc_jax.config_defaults import consistency_config
+from xtc_jax.consistency.config import consistency_config
 
 
 def get_config(preset: str = ""):

@@ -4,7 +4,7 @@ Seven perceptual domains (the original's eighth, ImageNet features, needs weight
 import). Presets: `configs/normal.py` (the paper's setting) or `configs/normal.py:cpu`.
 """
 
-from xtc_jax.config_defaults import consistency_config
+from xtc_jax.consistency.config import consistency_config
 
 PERCEPTUAL = [
     "principal_curvature",

@@ -5,7 +5,7 @@ The original trained its perceptual networks (X -> Y, X != rgb) with L2 and its
 rgb -> X networks with L1 (XTConsistency issue #3); this config does the same.
 """
 
-from xtc_jax.config_defaults import transfer_config
+from xtc_jax.consistency.config import transfer_config
 
 
 def get_config(spec: str = ""):

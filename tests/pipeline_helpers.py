@@ -55,8 +55,8 @@ def _two_devices() -> dict:
     """One process, two CPU devices: global arrays sharded over both; one epoch covers all."""
     import jax
 
-    from xtc_jax import sharding
     from xtc_jax.data import pipeline
+    from xtc_jax.infra import sharding
 
     mesh = sharding.make_mesh()
     source = make_source(12, size=16)
@@ -87,8 +87,8 @@ def _two_processes(process_id: int, port: int) -> dict:
     jax.distributed.initialize(
         coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=process_id
     )
-    from xtc_jax import sharding
     from xtc_jax.data import pipeline
+    from xtc_jax.infra import sharding
 
     source = make_source(8, size=16)
     pipe = pipeline.make_dataset(source, ["rgb"], 8, 4, seed=5, num_epochs=1)

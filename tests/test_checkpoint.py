@@ -15,9 +15,10 @@ import numpy as np
 import optax
 import pytest
 
-from xtc_jax import sharding
-from xtc_jax.checkpoint import Checkpoints, export_model, load_exported
 from xtc_jax.errors import ConfigError, DataError
+from xtc_jax.infra import sharding
+from xtc_jax.infra.checkpoint import Checkpoints
+from xtc_jax.infra.export import export_model, load_exported
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -161,8 +162,8 @@ def test_restore_replicated_on_two_device_mesh(tmp_path):
     """Saved and restored as replicated NamedSharding over a 2-device mesh (subprocess)."""
     script = f"""
 import jax, jax.numpy as jnp, numpy as np
-from xtc_jax import sharding
-from xtc_jax.checkpoint import Checkpoints
+from xtc_jax.infra import sharding
+from xtc_jax.infra.checkpoint import Checkpoints
 rep = sharding.replicated(sharding.make_mesh())
 state = {{"w": jax.device_put(jnp.arange(12.0).reshape(3, 4), rep), "step": jnp.int32(3)}}
 abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), state)

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from xtc_jax import checkpoint as ckpt_lib
-from xtc_jax import demo
+from xtc_jax.apps import demo
+from xtc_jax.consistency.graph import TaskGraph
 from xtc_jax.data import images
-from xtc_jax.energy import core
-from xtc_jax.energy.core import Standardisation
+from xtc_jax.energy import terms as energy_terms
 from xtc_jax.energy.model import EnergyModel
+from xtc_jax.energy.terms import Standardisation
 from xtc_jax.errors import ConfigError, DataError
-from xtc_jax.graph import TaskGraph
+from xtc_jax.infra import export as export_lib
 
 RES = 16
 SPEC = {"arch": "unet", "downsample": 2, "width": 0.25}
@@ -68,7 +68,7 @@ def _export(path, edge, seed):
     graph = TaskGraph({edge: SPEC})
     params = jax.device_get(graph.init(jax.random.PRNGKey(seed), RES, [edge])[edge])
     src, dst = edge.split("->")
-    ckpt_lib.export_model(path, params, dict(SPEC, edge=edge, src=src, dst=dst, resolution=RES))
+    export_lib.export_model(path, params, dict(SPEC, edge=edge, src=src, dst=dst, resolution=RES))
     return str(path)
 
 
@@ -136,6 +136,6 @@ def test_energy_model_terms_match_the_core_functions(workdir):
     model = EnergyModel.from_stats(stats)
     rgb = np.random.default_rng(5).random((2, RES, RES, 3), dtype=np.float32)
     out = model(rgb)
-    assert set(out["terms"]) == {core.term_name(core.DIRECT, "reshading")}
+    assert set(out["terms"]) == {energy_terms.term_name(energy_terms.DIRECT, "reshading")}
     np.testing.assert_allclose(out["pixels"]["reshading"].mean(axis=(1, 2)),
                                out["terms"]["percep__reshading"], rtol=1e-5)  # fmt: skip

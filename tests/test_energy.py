@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from xtc_jax.data import corrupt
-from xtc_jax.energy import core, report
-from xtc_jax.energy.core import Standardisation, image_terms, pixel_terms, term_name
+from xtc_jax.energy import report
+from xtc_jax.energy import terms as energy_terms
+from xtc_jax.energy.terms import Standardisation, image_terms, pixel_terms, term_name
 from xtc_jax.errors import ConfigError, DataError
 
 MIDDLES = ["depth_zbuffer", "reshading", "principal_curvature"]
@@ -27,7 +28,7 @@ def _predictions(disagreement: float, seed: int = 0):
 
 def _reference_stats():
     rng = np.random.default_rng(1)
-    terms = {term_name(core.DIRECT, k): rng.uniform(0.1, 0.3, 50) for k in MIDDLES}
+    terms = {term_name(energy_terms.DIRECT, k): rng.uniform(0.1, 0.3, 50) for k in MIDDLES}
     return Standardisation.fit(terms, MIDDLES, info={"target": "normal"})
 
 
@@ -61,7 +62,7 @@ def test_pixel_energy_map_averages_to_the_image_energy():
 
 
 def test_standardisation_uses_the_mean_absolute_deviation():
-    terms = {term_name(core.DIRECT, "reshading"): np.array([1.0, 2.0, 3.0, 6.0])}
+    terms = {term_name(energy_terms.DIRECT, "reshading"): np.array([1.0, 2.0, 3.0, 6.0])}
     stats = Standardisation.fit(terms, ["reshading"])
     assert stats.mean == (3.0,) and stats.mad == (1.5,)  # mean |x - 3| = (2+1+0+3)/4
     np.testing.assert_allclose(stats.image_energy(terms), [-4 / 3, -2 / 3, 0.0, 2.0])
@@ -72,7 +73,7 @@ def test_statistics_round_trip_and_bad_files_name_the_fix(tmp_path):
     path = stats.save(str(tmp_path / "run" / "energy_stats.json"))
     loaded = Standardisation.load(path)
     assert loaded == stats
-    terms = {term_name(core.DIRECT, k): np.array([0.2, 0.25]) for k in MIDDLES}
+    terms = {term_name(energy_terms.DIRECT, k): np.array([0.2, 0.25]) for k in MIDDLES}
     np.testing.assert_array_equal(loaded.image_energy(terms), stats.image_energy(terms))
     with pytest.raises(DataError, match=r"python -m xtc_jax\.energy"):
         Standardisation.load(str(tmp_path / "missing.json"))

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from configs import normal
-from xtc_jax import eval_mode, experiment
+from xtc_jax.consistency import evaluate_exports, experiment
 from xtc_jax.data import prepare
-from xtc_jax.energy import compute
 from xtc_jax.energy import model as energy_model_lib
-from xtc_jax.writers import read_event_scalars
+from xtc_jax.energy import scoring
+from xtc_jax.infra.tfevents import read_event_scalars
 
 RES = 16
 
@@ -46,10 +46,10 @@ def test_noisy_images_have_higher_energy_than_clean_ones(trained):
     config, workdir, model = trained
     location = prepare.data_location(config.data, workdir)
     reference = prepare.open_split(config.data, location, "train")
-    stats = compute.fit_statistics(model, reference, 8, 16, dict(model.info()))
+    stats = scoring.fit_statistics(model, reference, 8, 16, dict(model.info()))
     assert stats.info["pixel_range"][0] < stats.info["pixel_range"][1]
     val = prepare.open_split(config.data, location, "val")
-    rows = compute.score_split(model, val, 8, stats, [("noise", 5), ("jpeg", 5)], progress=False)
+    rows = scoring.score_split(model, val, 8, stats, [("noise", 5), ("jpeg", 5)], progress=False)
     energy = {}
     for row in rows:
         energy.setdefault(row["set"], []).append(row["energy"])
@@ -65,7 +65,7 @@ def test_noisy_images_have_higher_energy_than_clean_ones(trained):
 
 def test_eval_mode_reports_domain_metrics_to_json_and_tensorboard(trained):
     config, workdir, _ = trained
-    results = eval_mode.run(config, workdir, "val", log=lambda _: None)
+    results = evaluate_exports.run(config, workdir, "val", log=lambda _: None)
     assert set(results) == {"direct_depth_zbuffer/depth_zbuffer", "direct_reshading/reshading"}
     depth = results["direct_depth_zbuffer/depth_zbuffer"]
     assert {"l1", "abs_rel", "rmse_m", "delta_1.25_pct"} == set(depth)

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from configs import normal, transfer
-from xtc_jax import train
+from xtc_jax.consistency.graph import TaskGraph
+from xtc_jax.consistency.plan import make_plan
 from xtc_jax.errors import ConfigError
-from xtc_jax.graph import TaskGraph
+from xtc_jax.training.loop import check_train_config
 
 RES = 16
 NETS = {
@@ -113,7 +114,8 @@ def test_config_errors_before_compilation(edit, message):
     config = _cpu_normal()
     edit(config)
     with pytest.raises(ConfigError, match=message):
-        train.validate(config)
+        make_plan(config)
+        check_train_config(config.train)
 
 
 def test_transfer_config_needs_an_edge():

@@ -10,8 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xtc_jax import domains, losses, selection
+from xtc_jax import domains
+from xtc_jax.consistency import selection
 from xtc_jax.errors import ConfigError
+from xtc_jax.losses import masked, weighting
 
 NORMAL = domains.get("normal")
 
@@ -41,13 +43,13 @@ def test_normal_hole_masks_exactly_25_pixels():
 def test_masked_l1_hand_values_both_denominators():
     pred, target = _normal_batch()
     valid_sum = 56 * 3 * 0.1 + 81 * 3 * 0.2
-    scalar_valid = losses.masked_l1(pred, target, NORMAL)
+    scalar_valid = masked.masked_l1(pred, target, NORMAL)
     assert float(scalar_valid) == pytest.approx(valid_sum / ((56 + 81) * 3), rel=1e-5)
-    scalar_all = losses.masked_l1(pred, target, NORMAL, denominator="all")
+    scalar_all = masked.masked_l1(pred, target, NORMAL, denominator="all")
     assert float(scalar_all) == pytest.approx(valid_sum / (2 * 81 * 3), rel=1e-5)
 
-    per_valid = losses.masked_l1(pred, target, "normal", per_example=True)
-    per_all = losses.masked_l1(pred, target, "normal", denominator="all", per_example=True)
+    per_valid = masked.masked_l1(pred, target, "normal", per_example=True)
+    per_all = masked.masked_l1(pred, target, "normal", denominator="all", per_example=True)
     assert per_valid.shape == per_all.shape == (2,)
     np.testing.assert_allclose(per_valid, [0.1, 0.2], rtol=1e-5)
     np.testing.assert_allclose(per_all, [0.1 * 56 / 81, 0.2], rtol=1e-5)
@@ -56,30 +58,30 @@ def test_masked_l1_hand_values_both_denominators():
 def test_masked_l1_without_mask_and_l2():
     pred, target = _normal_batch()
     unmasked = (25 * 3 * 5.0 + 56 * 3 * 0.1 + 81 * 3 * 0.2) / (2 * 81 * 3)
-    assert float(losses.masked_l1(pred, target, None)) == pytest.approx(unmasked, rel=1e-5)
-    per_l2 = losses.masked_l2(pred, target, NORMAL, per_example=True)
+    assert float(masked.masked_l1(pred, target, None)) == pytest.approx(unmasked, rel=1e-5)
+    per_l2 = masked.masked_l2(pred, target, NORMAL, per_example=True)
     np.testing.assert_allclose(per_l2, [0.01, 0.04], rtol=1e-4)
 
 
 def test_masked_l1_all_masked_is_zero_not_nan():
     target = jnp.full((1, 4, 4, 3), 0.502)
-    value = losses.masked_l1(target + 1.0, target, NORMAL)
+    value = masked.masked_l1(target + 1.0, target, NORMAL)
     assert float(value) == 0.0
-    assert losses.masked_l1(target + 1.0, target, NORMAL, per_example=True).tolist() == [0.0]
+    assert masked.masked_l1(target + 1.0, target, NORMAL, per_example=True).tolist() == [0.0]
 
 
 def test_masked_l1_bad_arguments():
     pred, target = _normal_batch()
     with pytest.raises(ValueError, match="denominator"):
-        losses.masked_l1(pred, target, NORMAL, denominator="mean")
+        masked.masked_l1(pred, target, NORMAL, denominator="mean")
     with pytest.raises(ValueError, match="differ in shape"):
-        losses.masked_l1(pred[:1], target, NORMAL)
+        masked.masked_l1(pred[:1], target, NORMAL)
 
 
 def test_masked_l1_jits_and_gradient_is_zero_on_masked_pixels():
     pred, target = _normal_batch()
-    fn = jax.jit(functools.partial(losses.masked_l1, domain=NORMAL))
-    assert float(fn(pred, target)) == pytest.approx(float(losses.masked_l1(pred, target, NORMAL)))
+    fn = jax.jit(functools.partial(masked.masked_l1, domain=NORMAL))
+    assert float(fn(pred, target)) == pytest.approx(float(masked.masked_l1(pred, target, NORMAL)))
     grad = np.asarray(jax.grad(fn)(pred, target))
     assert np.all(grad[0, 2:7, 2:7] == 0.0)
     expected = 1.0 / ((56 + 81) * 3)  # sign(+) / valid count
@@ -88,46 +90,31 @@ def test_masked_l1_jits_and_gradient_is_zero_on_masked_pixels():
     assert int((grad == 0).all(axis=-1).sum()) == 25
 
 
-def test_perceptual_l1_masks_from_target_side_and_stops_its_gradient():
-    f_target = jnp.full((1, 9, 9, 1), 0.5).at[0, 4, 4, 0].set(1.0)  # depth hole value 1.0
-    f_pred = jnp.full((1, 9, 9, 1), 0.25)
-    depth = domains.get("depth_zbuffer")
-    value = losses.perceptual_l1(f_pred, f_target, depth)
-    assert float(value) == pytest.approx(0.25)  # the 25 masked pixels do not count
-    g_pred, g_target = jax.grad(lambda p, t: losses.perceptual_l1(p, t, depth), (0, 1))(
-        f_pred, f_target
-    )
-    assert float(jnp.abs(g_target).sum()) == 0.0
-    assert float(jnp.abs(g_pred).sum()) == pytest.approx(1.0, rel=1e-5)  # 56 * (-1/56)
-
-
 def test_cross_entropy_ignores_minus_one_and_matches_hand_value():
     logits = jnp.asarray([[[[2.0, 0.0, -1.0], [0.0, 1.0, 3.0], [5.0, 5.0, 5.0]]]])  # 1x1x3x3
     ids = jnp.asarray([[[[0.0], [1.0], [-1.0]]]])
     # -log softmax: pixel 0 label 0, pixel 1 label 1; pixel 2 is ignored.
     nll = [math.log(1 + math.exp(-2) + math.exp(-3)), math.log(math.exp(-1) + 1 + math.exp(2))]
-    assert float(losses.cross_entropy(logits, ids)) == pytest.approx(np.mean(nll), rel=1e-5)
-    all_pixels = losses.cross_entropy(logits, ids, denominator="all")
+    assert float(masked.cross_entropy(logits, ids)) == pytest.approx(np.mean(nll), rel=1e-5)
+    all_pixels = masked.cross_entropy(logits, ids, denominator="all")
     assert float(all_pixels) == pytest.approx(sum(nll) / 3, rel=1e-5)
-    per = losses.cross_entropy(logits, ids[..., 0].astype(jnp.int32), per_example=True)
+    per = masked.cross_entropy(logits, ids[..., 0].astype(jnp.int32), per_example=True)
     assert per.shape == (1,) and float(per[0]) == pytest.approx(np.mean(nll), rel=1e-5)
-    grad = jax.grad(lambda lg: losses.cross_entropy(lg, ids))(logits)
+    grad = jax.grad(lambda lg: masked.cross_entropy(lg, ids))(logits)
     assert float(jnp.abs(grad[0, 0, 2]).sum()) == 0.0
     assert float(jnp.abs(grad[0, 0, :2]).sum()) > 0.0
     # Through the uniform lookup the domain's mask value (-1) is the ignore label.
-    via_domain = losses.domain_loss("segment_semantic")(logits, ids, "segment_semantic")
+    via_domain = masked.loss_fn("cross_entropy")(logits, ids, "segment_semantic")
     assert float(via_domain) == pytest.approx(np.mean(nll), rel=1e-5)
 
 
 def test_loss_lookup():
-    assert losses.loss_fn("l1") is losses.masked_l1
-    assert losses.loss_fn("l2") is losses.masked_l2
-    assert losses.domain_loss("normal") is losses.masked_l1
-    assert losses.domain_loss("depth") is losses.masked_l1  # aliases resolve
+    assert masked.loss_fn("l1") is masked.masked_l1
+    assert masked.loss_fn("l2") is masked.masked_l2
     with pytest.raises(ConfigError, match=r"unknown loss 'huber'.*l1, l2, cross_entropy"):
-        losses.loss_fn("huber")
-    with pytest.raises(ConfigError, match="unknown domain"):
-        losses.domain_loss("nope")
+        masked.loss_fn("huber")
+    with pytest.raises(ConfigError, match=r"selection.weights='uniform'.*'fixed', 'grad_ratio'"):
+        weighting.check_strategy("uniform")
 
 
 # --- win-rate statistics -------------------------------------------------------------
@@ -215,31 +202,24 @@ def test_choose_losses_random_mode_and_edges():
 
 
 def test_grad_ratio_weights_hand_numbers_and_sum():
-    weights = losses.grad_ratio_weights({"mae": 1.0, "a": 2.0, "b": 3.0})
+    weights = weighting.grad_ratio_weights({"mae": 1.0, "a": 2.0, "b": 3.0})
     assert float(weights["a"]) == pytest.approx(1 / 3)
     assert float(weights["b"]) == pytest.approx(1 / 4)
     assert float(weights["mae"]) == pytest.approx(5 / 6)
     assert float(weights["a"] + weights["b"] + weights["mae"] / 2) == pytest.approx(1.0)
-    assert float(losses.grad_ratio_weights({"mae": 0.3})["mae"]) == 1.0
-    zero = jax.jit(losses.grad_ratio_weights)({"mae": 0.0, "a": 0.0, "b": 0.0})
+    assert float(weighting.grad_ratio_weights({"mae": 0.3})["mae"]) == 1.0
+    zero = jax.jit(weighting.grad_ratio_weights)({"mae": 0.0, "a": 0.0, "b": 0.0})
     assert [float(zero[k]) for k in ("mae", "a", "b")] == pytest.approx([2 / 3, 1 / 3, 1 / 3])
 
 
 def test_grad_ratio_weights_are_constants():
     def weighted(g):
-        w = losses.grad_ratio_weights({"mae": g[0], "a": g[1]})
+        w = weighting.grad_ratio_weights({"mae": g[0], "a": g[1]})
         return w["mae"] + w["a"]
 
     assert np.all(np.asarray(jax.grad(weighted)(jnp.asarray([1.0, 2.0]))) == 0.0)
 
 
-def test_mean_abs_grad_and_combine_losses():
+def test_mean_abs_grad():
     grads = {"w": jnp.asarray([[1.0, -2.0], [3.0, -4.0]]), "b": jnp.asarray([-5.0])}
-    assert float(losses.mean_abs_grad(grads)) == pytest.approx(15 / 5)
-    total = losses.combine_losses(
-        {"mae": jnp.asarray(2.0), "a": jnp.asarray(4.0)}, {"mae": 0.5, "a": 0.25}
-    )
-    assert float(total) == pytest.approx(2.0)
-    assert float(losses.combine_losses({"mae": jnp.asarray(2.0), "a": jnp.asarray(4.0)})) == 6.0
-    with pytest.raises(ValueError, match="'a' has shape"):
-        losses.combine_losses({"mae": jnp.asarray(1.0), "a": jnp.ones(3)})
+    assert float(weighting.mean_abs_grad(grads)) == pytest.approx(15 / 5)

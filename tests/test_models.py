@@ -13,8 +13,10 @@ from model_helpers import random_params
 
 from xtc_jax import models
 from xtc_jax.errors import ConfigError
-from xtc_jax.models import ModelError, UpBlock, build, count_params, init_params, param_shapes
-from xtc_jax.models.unet import upsample_bilinear_2x
+from xtc_jax.models import ModelError, build, count_params, param_shapes
+from xtc_jax.models.dense1by1 import Dense1by1Net
+from xtc_jax.models.registry import init_params
+from xtc_jax.models.unet import UNet, UNetDepth, UNetReshade, UpBlock, upsample_bilinear_2x
 
 KEY = jax.random.key(0)
 RNG = np.random.default_rng(0)
@@ -301,10 +303,10 @@ def test_indivisible_resolution_names_model_shape_and_fix():
 
 def test_registry_errors_are_clear():
     expected = {
-        "unet": models.UNet,
-        "unet_reshade": models.UNetReshade,
-        "unet_depth": models.UNetDepth,
-        "dense1by1": models.Dense1by1Net,
+        "unet": UNet,
+        "unet_reshade": UNetReshade,
+        "unet_depth": UNetDepth,
+        "dense1by1": Dense1by1Net,
     }
     assert {name: models.MODELS[name] for name in expected} == expected
     with pytest.raises(
@@ -317,7 +319,7 @@ def test_registry_errors_are_clear():
         build("unet", width=0)
     with pytest.raises(ValueError, match="downsample must be in"):
         build("unet", downsample=0)
-    assert isinstance(build("unet_reshade"), models.UNet)
+    assert isinstance(build("unet_reshade"), UNet)
     assert build("unet_reshade").downsample == 5
 
 

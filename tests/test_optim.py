@@ -8,8 +8,8 @@ import numpy as np
 import optax
 import pytest
 
-from xtc_jax import optim
 from xtc_jax.errors import ConfigError
+from xtc_jax.training import optim
 
 
 def _torch_reference(params, grads_seq, lr, wd, b1=0.9, b2=0.999, eps=1e-8):

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from xtc_jax import runtime
+from xtc_jax.infra import runtime
 from xtc_jax.models.unet import group_norm
 
 YNN = "--xla_cpu_experimental_ynn_fusion_type="

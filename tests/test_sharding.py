@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
 
-from xtc_jax import sharding
 from xtc_jax.errors import ConfigError
+from xtc_jax.infra import sharding
 
 HELPER = Path(__file__).with_name("pipeline_helpers.py")
 REPO = HELPER.parents[1]

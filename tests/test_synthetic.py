@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from xtc_jax import domains
-from xtc_jax.data import layouts, synthetic
 from xtc_jax.data.png import decode_png, encode_png, png_header
-from xtc_jax.data.render import raycast
-from xtc_jax.data.render.annotate import decode_normals, reshading_from_normals
-from xtc_jax.data.render.scene import (
+from xtc_jax.data.sources import layouts
+from xtc_jax.data.synthetic import generate, raycast
+from xtc_jax.data.synthetic.annotate import decode_normals, reshading_from_normals
+from xtc_jax.data.synthetic.scene import (
     CEILING,
     FLOOR,
     euler_xyz_to_matrix,
@@ -48,7 +48,7 @@ def _read(root: Path, building: str, domain: str, point: int, view: int, layout:
 def tree(tmp_path_factory) -> Path:
     """3 buildings x 6 views (2 points x 3 views) at 64 px, plain layout."""
     root = tmp_path_factory.mktemp("synth")
-    summary = synthetic.generate(root, buildings=3, views=6, size=SIZE, seed=7, progress=False)
+    summary = generate.generate(root, buildings=3, views=6, size=SIZE, seed=7, progress=False)
     assert summary.views == 18 and summary.files == 18 * 12 + 1
     return root
 
@@ -57,14 +57,14 @@ def _views(root: Path):
     for b in range(3):
         for p in range(2):
             for v in range(3):
-                yield synthetic.building_name(b), p, v
+                yield generate.building_name(b), p, v
 
 
 def test_determinism_and_workers(tmp_path: Path) -> None:
     args = dict(buildings=2, views=2, size=32, seed=3, progress=False)
-    synthetic.generate(tmp_path / "a", **args)
-    synthetic.generate(tmp_path / "b", **args, workers=2)
-    synthetic.generate(tmp_path / "c", **{**args, "seed": 4})
+    generate.generate(tmp_path / "a", **args)
+    generate.generate(tmp_path / "b", **args, workers=2)
+    generate.generate(tmp_path / "c", **{**args, "seed": 4})
     a, b, c = (_files(tmp_path / x) for x in "abc")
     assert a.keys() == b.keys() == c.keys() and len(a) == 2 * 2 * 12 + 1
     assert a == b  # bit-identical, with or without worker processes
@@ -74,10 +74,10 @@ def test_determinism_and_workers(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("layout", layouts.LAYOUTS)
 def test_every_file_in_every_layout(tmp_path: Path, layout: str) -> None:
-    synthetic.generate(
+    generate.generate(
         tmp_path, buildings=1, views=4, size=32, seed=1, layout=layout, progress=False
     )
-    building = synthetic.building_name(0)
+    building = generate.building_name(0)
     for point, view in ((0, 0), (0, 1), (0, 2), (1, 0)):
         for domain, (depth, channels) in FORMATS.items():
             path = tmp_path / layouts.relative_path(layout, building, domain, point, view)
@@ -101,23 +101,23 @@ def test_every_file_in_every_layout(tmp_path: Path, layout: str) -> None:
 
 
 def test_split_file(tmp_path: Path) -> None:
-    path = synthetic.write_split_file(tmp_path, 7)
+    path = generate.write_split_file(tmp_path, 7)
     raw = path.read_bytes()
     assert b"\n" not in raw and raw.count(b"\r") == 8
     lines = raw.decode().split("\r")[:-1]
     assert lines[0] == "id,train,val,test"
     rows = [line.split(",") for line in lines[1:]]
-    assert [r[0] for r in rows] == [synthetic.building_name(b) for b in range(7)]
+    assert [r[0] for r in rows] == [generate.building_name(b) for b in range(7)]
     flags = np.array([[int(x) for x in r[1:]] for r in rows])
     assert np.all(flags.sum(axis=1) == 1) and flags.sum(axis=0).tolist() == [5, 1, 1]
-    assert [sum(r[1:]) for r in synthetic.split_rows(2)] == [1, 1]
-    assert synthetic.split_rows(2)[1][2] == 1  # N = 2: one val building
+    assert [sum(r[1:]) for r in generate.split_rows(2)] == [1, 1]
+    assert generate.split_rows(2)[1][2] == 1  # N = 2: one val building
 
 
 def test_tree_split_lists_buildings(tree: Path) -> None:
-    lines = (tree / synthetic.SPLIT_FILE).read_bytes().decode().split("\r")
+    lines = (tree / generate.SPLIT_FILE).read_bytes().decode().split("\r")
     assert sorted(line.split(",")[0] for line in lines[1:-1]) == [
-        synthetic.building_name(b) for b in range(3)
+        generate.building_name(b) for b in range(3)
     ]
 
 
@@ -163,7 +163,7 @@ def test_normal_frame_convention() -> None:
     floor_g, ceiling_g, facing, frontal_b = [], [], [], []
     for b in range(4):
         for p in range(2):
-            view = synthetic.render_view(11, b, p, 0, 48)
+            view = generate.render_view(11, b, p, 0, 48)
             raw = view.arrays["normal"]
             n = decode_normals(raw)
             rays = raycast.camera_rays(48, view.point_info["field_of_view_rads"])
@@ -236,7 +236,7 @@ def test_labels_follow_the_surfaces() -> None:
     """Curvature and semantics are the hit surface's analytic values; culling changes nothing."""
     seen_curved = 0
     for b in range(3):
-        view = synthetic.render_view(2, b, 0, 1, 48)
+        view = generate.render_view(2, b, 0, 1, 48)
         scene, sid = view.scene, view.surface
         valid = sid >= 0
         k1 = np.rint((np.clip(scene.k1 * domains.CURVATURE_RADIUS, -1, 1) + 1) / 2 * 254)
@@ -248,14 +248,14 @@ def test_labels_follow_the_surfaces() -> None:
         )  # room = background
         seen_curved += np.sum(view.arrays["principal_curvature"][..., 0][valid] > 127)
     assert seen_curved > 0
-    assert set(np.unique(synthetic.building_scene(2, 0).semantic)) <= set(range(1, 18))
+    assert set(np.unique(generate.building_scene(2, 0).semantic)) <= set(range(1, 18))
 
 
 def test_culling_is_exact() -> None:
     for b in range(3):
-        scene = synthetic.building_scene(5, b)
-        location, _ = synthetic.fixation_point(5, b, 0)
-        camera = synthetic.sample_camera(scene, synthetic._rng(5, b, 2, 0, 0), location)
+        scene = generate.building_scene(5, b)
+        location, _ = generate.fixation_point(5, b, 0)
+        camera = generate.sample_camera(scene, generate._rng(5, b, 2, 0, 0), location)
         rotation = opencv_rotation(look_at_euler(camera, location))
         rays = (raycast.camera_rays(40, 1.0) @ rotation.T).astype(np.float32)
         culled = raycast.cast(scene, camera, rays, cull=(rotation, 20 / math.tan(0.5)))

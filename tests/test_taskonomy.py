@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tree_fixtures as fx
 
-from xtc_jax.data import index as index_lib
-from xtc_jax.data import layouts, splits, taskonomy
 from xtc_jax.data.png import encode_png
+from xtc_jax.data.sources import index as index_lib
+from xtc_jax.data.sources import layouts, shards, splits
 from xtc_jax.errors import ConfigError, DataError
 
 DOMAINS = ("rgb", "normal", "depth_zbuffer", "segment_semantic")
@@ -28,7 +28,7 @@ def _tree(tmp_path, layout="plain", **kwargs):
 
 
 def _build(root, out, domains=DOMAINS, **kwargs):
-    return taskonomy.build_dataset(root, out, domains, log=None, **kwargs)
+    return shards.build_dataset(root, out, domains, log=None, **kwargs)
 
 
 @pytest.mark.parametrize("layout", layouts.LAYOUTS)
@@ -48,7 +48,7 @@ def test_index_finds_same_views_in_every_layout(tmp_path, layout):
 
 def test_segmentsemantic_token_is_indexed_as_segment_semantic(tmp_path):
     root, paths = _tree(tmp_path, "by_domain")
-    source = taskonomy.RawFolderSource(root, ["segment_semantic"])
+    source = shards.RawFolderSource(root, ["segment_semantic"])
     path = source.paths(0)["segment_semantic"]
     assert path.endswith("segment_semantic/alpha/point_1_view_0_domain_segmentsemantic.png")
     assert source[0]["segment_semantic"] == paths[("alpha", 1, 0, "segment_semantic")].read_bytes()
@@ -92,7 +92,7 @@ def test_build_reads_back_original_bytes_without_tensorflow(tmp_path, layout):
     summary = _build(root, tmp_path / "out")
     assert {s: i["written"] for s, i in summary["splits"].items()} == {"train": 4, "val": 4}
     for split, building in (("train", "alpha"), ("val", "synth_000")):
-        source = taskonomy.open_source(tmp_path / "out", split, DOMAINS)
+        source = shards.open_source(tmp_path / "out", split, DOMAINS)
         assert len(source) == 4
         for i in range(len(source)):
             record = source[i]
@@ -106,9 +106,9 @@ def test_build_reads_back_original_bytes_without_tensorflow(tmp_path, layout):
 def test_raw_source_equals_tfds_records_and_pickles(tmp_path):
     root, _ = _tree(tmp_path, "xtc")
     _build(root, tmp_path / "out")
-    raw = taskonomy.open_source(root, "train", DOMAINS)
-    built = taskonomy.open_source(tmp_path / "out/taskonomy/1.0.0", "train", DOMAINS)
-    assert isinstance(raw, taskonomy.RawFolderSource) and len(raw) == len(built) == 4
+    raw = shards.open_source(root, "train", DOMAINS)
+    built = shards.open_source(tmp_path / "out/taskonomy/1.0.0", "train", DOMAINS)
+    assert isinstance(raw, shards.RawFolderSource) and len(raw) == len(built) == 4
     for i in range(4):
         a, b = raw[i], built[i]
         assert (a["building"].encode(), a["point"], a["view"]) == (
@@ -122,7 +122,7 @@ def test_raw_source_equals_tfds_records_and_pickles(tmp_path):
 
 
 def test_derived_domains_map_to_stored_ones():
-    assert taskonomy.stored_names("edge_texture,mask_valid,normal") == (
+    assert shards.stored_names("edge_texture,mask_valid,normal") == (
         "rgb",
         "depth_zbuffer",
         "normal",
@@ -132,7 +132,7 @@ def test_derived_domains_map_to_stored_ones():
 def test_views_missing_a_domain_are_skipped_and_counted(tmp_path):
     root, paths = _tree(tmp_path)
     paths[("alpha", 10, 2, "normal")].unlink()
-    source = taskonomy.RawFolderSource(root, DOMAINS, "train")
+    source = shards.RawFolderSource(root, DOMAINS, "train")
     assert len(source) == 3
     assert source.summary()["skipped"] == {"missing_normal": 1}
     assert source.summary()["skipped_examples"]["missing_normal"] == ["alpha point_10_view_2"]
@@ -161,7 +161,7 @@ def test_bad_files_are_skipped_and_named(tmp_path):
     assert any("point_1_view_2_domain_normal.png" in e for e in examples["corrupt"])
     assert "(8-bit, expected 16)" in examples["wrong_bit_depth"][0]
     assert "point_1_view_0_domain_segmentsemantic.png (4x4" in examples["wrong_size"][0]
-    saved = (tmp_path / "out/taskonomy/1.0.0" / taskonomy.SUMMARY_FILE).read_text()
+    saved = (tmp_path / "out/taskonomy/1.0.0" / shards.SUMMARY_FILE).read_text()
     assert "wrong_bit_depth" in saved
 
 
@@ -170,52 +170,52 @@ def test_chunks_build_separately_and_open_together(tmp_path, capsys):
     out = tmp_path / "out"
     for i in range(2):
         args = ["--root", str(root), "--out", str(out), "--domains", "rgb,edge_texture"]
-        assert taskonomy.main([*args, "--chunk", f"{i}/2"]) == 0
+        assert shards.main([*args, "--chunk", f"{i}/2"]) == 0
     assert "train: 4 views written from 1 buildings" in capsys.readouterr().out
-    both = taskonomy.open_source(out, "all", ["rgb"])
+    both = shards.open_source(out, "all", ["rgb"])
     assert len(both) == 8
     assert {both[i]["building"] for i in range(8)} == {b"alpha", b"synth_000"}
     with pytest.raises(DataError, match="domain 'normal' is not stored"):
-        taskonomy.open_source(out, "train", ["normal"])
-    assert taskonomy.main([*args, "--chunk", "1/2"]) == 2
+        shards.open_source(out, "train", ["normal"])
+    assert shards.main([*args, "--chunk", "1/2"]) == 2
     assert "already exists" in capsys.readouterr().err
 
 
 def test_bad_input_messages(tmp_path):
     with pytest.raises(DataError, match=r"nowhere.*does not exist"):
-        taskonomy.RawFolderSource(tmp_path / "nowhere", DOMAINS)
+        shards.RawFolderSource(tmp_path / "nowhere", DOMAINS)
     (tmp_path / "empty" / "x").mkdir(parents=True)
     with pytest.raises(DataError, match="no Taskonomy files"):
-        taskonomy.RawFolderSource(tmp_path / "empty", DOMAINS)
+        shards.RawFolderSource(tmp_path / "empty", DOMAINS)
     root, _ = _tree(tmp_path)
     found = "Domains found: depth_zbuffer, normal, rgb, segment_semantic"
     with pytest.raises(DataError, match=f"domain 'keypoints3d': no files anywhere.*{found}"):
-        taskonomy.RawFolderSource(root, ["rgb", "keypoints3d"])
+        shards.RawFolderSource(root, ["rgb", "keypoints3d"])
     with pytest.raises(DataError, match=r"split 'test'.*lists no buildings"):
-        taskonomy.RawFolderSource(root, DOMAINS, "test")
+        shards.RawFolderSource(root, DOMAINS, "test")
     with pytest.raises(DataError, match=r"split 'train'.*absent from the tree: ghost"):
         _build(root, tmp_path / "out", split_file=_csv(tmp_path, ["ghost", "alpha"]))
     with pytest.raises(ConfigError, match="--split_file"):
         _build(tmp_path / "empty", tmp_path / "out")
     with pytest.raises(ConfigError, match="layout='weird'"):
-        taskonomy.RawFolderSource(root, DOMAINS, layout="weird")
+        shards.RawFolderSource(root, DOMAINS, layout="weird")
 
 
 def test_wrong_explicit_layout_and_bad_chunk(tmp_path, capsys):
     root, _ = _tree(tmp_path, "plain")
     with pytest.raises(DataError, match=r"layout omnidata \(expected \{domain\}/taskonomy"):
-        taskonomy.RawFolderSource(root, DOMAINS, layout="omnidata")
+        shards.RawFolderSource(root, DOMAINS, layout="omnidata")
     args = ["--root", str(root), "--out", str(tmp_path / "o"), "--domains", "rgb"]
-    assert taskonomy.main([*args, "--chunk", "2/2"]) == 2
+    assert shards.main([*args, "--chunk", "2/2"]) == 2
     assert "--chunk 2/2: use I/N" in capsys.readouterr().err
 
 
 def test_build_errors_name_the_real_mistake(tmp_path):
     with pytest.raises(DataError, match=r"Taskonomy root .*nope does not exist\. Check --root"):
-        taskonomy.build_dataset(tmp_path / "nope", tmp_path / "out", ["rgb"], subset="tiny")
+        shards.build_dataset(tmp_path / "nope", tmp_path / "out", ["rgb"], subset="tiny")
     root = tmp_path / "tree"
     fx.make_tree(root, "plain", buildings=BUILDINGS)
     with pytest.raises(
         DataError, match=r"names 25 building\(s\) absent from the tree.*Buildings in the tree: "
     ):
-        taskonomy.build_dataset(root, tmp_path / "out", ["rgb"], subset="tiny")
+        shards.build_dataset(root, tmp_path / "out", ["rgb"], subset="tiny")

@@ -16,9 +16,11 @@ import numpy as np
 import pytest
 
 from configs import example_normal
-from xtc_jax import optim, selection
-from xtc_jax.graph import TaskGraph
-from xtc_jax.step import loss_terms, make_train_step, perceptual_names
+from xtc_jax.consistency import selection
+from xtc_jax.consistency.plan import make_plan
+from xtc_jax.consistency.step import make_term_means, make_train_step
+from xtc_jax.losses import weighting
+from xtc_jax.training import optim
 
 REPO = Path(__file__).resolve().parents[1]
 RES = 16
@@ -49,20 +51,19 @@ def _random_params(graph, edges, seed):
 
 
 def _setup(config, chosen):
-    graph = TaskGraph(config.networks, config.compute.dtype, config.compute.remat)
-    terms = loss_terms(config)
-    params = _random_params(graph, ["rgb->normal"], seed=0)
-    frozen = _random_params(graph, list(config.freeze), seed=1)
+    plan = make_plan(config)
+    params = _random_params(plan.graph, ["rgb->normal"], seed=0)
+    frozen = _random_params(plan.graph, list(config.freeze), seed=1)
     optimizer = optim.make_optimizer(config.optimizer)
     state = {
         "step": jnp.int32(0),
         "params": params,
         "opt_state": optimizer.init(params),
         "rng": jax.random.PRNGKey(0),
-        "winrate": selection.winrate_init(perceptual_names(terms)),
+        "winrate": selection.winrate_init(plan.perceptual),
     }
     state = jax.tree.map(lambda x: jnp.array(np.array(x)), state)
-    step = make_train_step(graph, config, terms, chosen, optimizer, "rgb->normal")
+    step = make_train_step(plan, chosen, optimizer)
     rng = np.random.default_rng(0)
     batch = {
         "rgb": rng.random((4, RES, RES, 3), dtype=np.float32),
@@ -91,6 +92,52 @@ def test_frozen_networks_get_no_gradient_no_state_and_stay_bit_identical():
     assert int(state["winrate"]["count"]["principal_curvature"]) == 8  # 2 steps x batch 4
     assert int(state["winrate"]["count"]["edge_texture"]) == 0  # not chosen: not computed
     assert {"loss/mae", "loss/percep_principal_curvature", "loss/total"} <= set(metrics)
+
+
+def test_total_loss_is_the_fixed_weighted_sum_of_the_optimised_terms():
+    config = _small_config()
+    config.losses.percep_principal_curvature.weight = 0.25
+    chosen = ("principal_curvature",)
+    step, state, frozen, batch = _setup(config, chosen)
+    _, metrics = jax.jit(step)(state, frozen, batch)
+    mae, percep = float(metrics["loss/mae"]), float(metrics["loss/percep_principal_curvature"])
+    assert float(metrics["loss/total"]) == pytest.approx(mae + 0.25 * percep, rel=1e-6)
+    # The perceptual term is masked L1 of F_K(n(x)) against F_K(y), by hand:
+    plan = make_plan(config)
+    params = {**frozen, **state["params"]}
+    values = plan.graph.evaluate(params, batch, {"a": plan.paths["principal_curvature_of_n_x"],
+                                                 "b": plan.paths["principal_curvature_of_y"]})
+    expected = masked_l1_per_example(values["a"], values["b"], "principal_curvature").mean()
+    assert percep == pytest.approx(float(expected), rel=1e-5)
+    assert "loss/direct_principal_curvature" in metrics  # evaluated, not optimised
+
+
+def masked_l1_per_example(pred, target, domain):
+    from xtc_jax.losses import masked
+
+    return masked.masked_l1(pred, target, domain, per_example=True)
+
+
+def test_grad_ratio_branch_weights_terms_by_their_own_gradients():
+    config = _small_config()
+    config.selection.weights = "grad_ratio"
+    chosen = ("edge_texture", "principal_curvature")
+    step, state, frozen, batch = _setup(config, chosen)
+    params = state["params"]
+    _, metrics = jax.jit(step)(state, frozen, batch)
+    # By hand: each term's own gradient on the target network gives g_i, then the weights.
+    plan = make_plan(config)
+    term_means = make_term_means(plan, chosen)
+    names = ["mae", "percep_edge_texture", "percep_principal_curvature"]
+    g = {}
+    for i, name in enumerate(names):
+        grads = jax.grad(lambda p, i=i: term_means(p, frozen, batch)[0][i])(params)
+        g[name] = weighting.mean_abs_grad(grads["rgb->normal"])
+    weights = weighting.grad_ratio_weights(g)
+    expected = sum(float(weights[n]) * float(metrics[f"loss/{n}"]) for n in names)
+    assert float(metrics["loss/total"]) == pytest.approx(expected, rel=1e-4)
+    fixed_total = sum(float(metrics[f"loss/{n}"]) for n in names)
+    assert abs(float(metrics["loss/total"]) - fixed_total) > 1e-3 * fixed_total
 
 
 def test_a_smaller_k_compiles_less_compute():

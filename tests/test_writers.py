@@ -8,8 +8,8 @@ import struct
 import numpy as np
 import pytest
 
-from xtc_jax import writers
 from xtc_jax.errors import DataError
+from xtc_jax.infra import tfevents, writers
 
 
 def _crc32c_bitwise(data: bytes) -> int:
@@ -72,11 +72,11 @@ def _event_class():
 
 
 def test_crc32c_matches_reference():
-    assert writers.crc32c(b"123456789") == 0xE3069283  # the standard check value
+    assert tfevents.crc32c(b"123456789") == 0xE3069283  # the standard check value
     rng = np.random.default_rng(0)
     for n in (0, 1, 100, 4095, 4096, 4097, 10_007):  # both the short and the lane path
         data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
-        assert writers.crc32c(data) == _crc32c_bitwise(data), n
+        assert tfevents.crc32c(data) == _crc32c_bitwise(data), n
 
 
 def test_jsonl_lines_hold_the_values(tmp_path):
@@ -104,7 +104,7 @@ def test_event_files_are_valid_and_read_back(tmp_path):
         for step, loss in losses.items():
             writer.write_scalars(step, {"loss": loss, "lr": 1e-3})
         writer.write_scalars(3, {"loss": 0.75}, split="eval")
-    scalars = writers.read_event_scalars(tmp_path)
+    scalars = tfevents.read_event_scalars(tmp_path)
     assert scalars["train/loss"] == [(s, float(np.float32(v))) for s, v in losses.items()]
     assert scalars["train/lr"] == [(s, float(np.float32(1e-3))) for s in losses]
     assert scalars["eval/loss"] == [(3, 0.75)]
@@ -124,7 +124,7 @@ def test_event_files_are_valid_and_read_back(tmp_path):
     corrupt[-6] ^= 0xFF
     path.write_bytes(bytes(corrupt))
     with pytest.raises(DataError, match="bad crc32c"):
-        writers.read_event_scalars(tmp_path)
+        tfevents.read_event_scalars(tmp_path)
 
 
 def test_image_summary(tmp_path):
@@ -134,7 +134,7 @@ def test_image_summary(tmp_path):
     with writers.MetricWriter(tmp_path) as writer:
         writer.write_images(7, {"pred/normal": grid, "energy": gray}, split="eval")
     (path,) = (tmp_path / "eval").glob("*tfevents*")
-    events = writers.read_events(path)
+    events = tfevents.read_events(path)
     (image, energy) = events[1]["values"]
     assert events[1]["step"] == 7 and image["tag"] == "pred/normal"
     assert (image["image"]["height"], image["image"]["width"], image["image"]["colorspace"]) == (

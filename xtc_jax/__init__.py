@@ -1,6 +1,6 @@
 """xtc_jax: cross-task consistency learning (Zamir, Sax et al., CVPR 2020) in JAX/Flax."""
 
-from xtc_jax.runtime import set_cpu_xla_flags
+from xtc_jax.infra.runtime import set_cpu_xla_flags
 
 __version__ = "0.1.0"
 

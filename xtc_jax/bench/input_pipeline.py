@@ -64,16 +64,17 @@ def cpu_model() -> str:
 
 def prepare_data(root: str, views: int, size: int) -> tuple[str, str]:
     """Renders (once) a synthetic tree and builds its shards; returns (tree, shards)."""
-    from xtc_jax.data import synthetic, taskonomy
+    from xtc_jax.data.sources import shards as shards_lib
+    from xtc_jax.data.synthetic import generate
 
     tree, shards = os.path.join(root, "tree"), os.path.join(root, "shards")
     if not os.path.exists(os.path.join(tree, "train_val_test_synthetic.csv")):
         print(f"rendering {views} synthetic views at {size}x{size} into {tree} ...", flush=True)
-        synthetic.generate(tree, buildings=2, views=views // 2, size=size, seed=0, progress=False)
-    if not taskonomy.find_datasets(shards):
+        generate.generate(tree, buildings=2, views=views // 2, size=size, seed=0, progress=False)
+    if not shards_lib.find_datasets(shards):
         print(f"building array_record shards into {shards} ...", flush=True)
         buildings = sorted(e.name for e in os.scandir(tree) if e.is_dir())
-        taskonomy.build_dataset(
+        shards_lib.build_dataset(
             tree, shards, DOMAINS, splits={"train": buildings}, name="bench", log=None
         )
     return tree, shards
@@ -102,9 +103,10 @@ def time_batches(batches: Iterator, count: int, warmup: int = 2) -> tuple[float,
 
 
 def jax_batches(shards: str, batch: int, workers: int, threads: int) -> Iterator:
-    from xtc_jax.data import pipeline, taskonomy
+    from xtc_jax.data import pipeline
+    from xtc_jax.data.sources import shards as shards_lib
 
-    source = taskonomy.open_source(shards, "train")
+    source = shards_lib.open_source(shards, "train")
     data = pipeline.make_dataset(
         source,
         DOMAINS,
@@ -123,7 +125,7 @@ def torch_batches(tree: str, batch: int, workers: int) -> Iterator:
     import torch
 
     from xtc_jax.bench.torch_loader import OriginalStyleDataset
-    from xtc_jax.data.sources import RawFolderSource
+    from xtc_jax.data.sources.raw import RawFolderSource
 
     raw = RawFolderSource(tree, [d for d in DOMAINS if d != "edge_texture"], "all")
     views = [raw.paths(i) for i in range(len(raw))]

@@ -3,7 +3,7 @@
     python -m xtc_jax.bench.memory [--case consistency_paper] [--chosen all] [--batch 32]
         [--modes none,blocks,networks] [--largest] [--limit_gb 80] [--no_compile]
 
-Two figures per remat mode (`compute.remat`, graph.REMAT_MODES):
+Two figures per remat mode (`compute.remat`, models/edges.py REMAT_MODES):
 - saved for backward: the bytes the forward pass keeps for the backward pass
   (the residuals of the step's vjp), from tracing alone. Remat trades exactly
   these for recomputation, and the figure is the same on every backend.
@@ -25,7 +25,7 @@ import argparse
 import time
 
 from xtc_jax.bench import step_cases
-from xtc_jax.graph import REMAT_MODES, remat_mode
+from xtc_jax.models.edges import REMAT_MODES, remat_mode
 
 ALL = tuple(sorted(step_cases.PERCEPTUAL))
 GIB = 2**30

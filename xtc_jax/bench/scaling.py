@@ -26,15 +26,15 @@ import subprocess
 import sys
 import time
 
-from xtc_jax import atomic
+from xtc_jax.infra import atomic
 
 
 def child(devices: int, per_device_batch: int, case_name: str, rounds: int, steps: int) -> dict:
     import jax
     import numpy as np
 
-    from xtc_jax import sharding
     from xtc_jax.bench import step_cases
+    from xtc_jax.infra import sharding
 
     assert jax.device_count() == devices, (jax.device_count(), devices)
     case = step_cases.make_case(case_name, devices * per_device_batch)

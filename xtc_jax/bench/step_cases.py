@@ -7,8 +7,8 @@ A case is a training config plus the perceptual losses taken every step:
   target network plus k=3 frozen perceptual networks forward and backward,
   and the k direct rgb -> K networks forward (for the win-rates).
 
-The JAX side is the project's own jitted step (`step.make_train_step`, AMSGrad
-from `optim.py`, state donated). The PyTorch side computes the same losses
+The JAX side is the project's own jitted step (`consistency/step.py`, AMSGrad
+from `training/optim.py`, state donated). The PyTorch side computes the same losses
 with the same weights (copied from the JAX parameters), masks and optimiser
 (`torch.optim.Adam(amsgrad=True)` with coupled weight decay, the original's),
 so both start from the same loss; `first_losses` checks that.
@@ -24,10 +24,13 @@ import jax
 import numpy as np
 
 from xtc_jax import domains as domains_lib
-from xtc_jax import optim, selection
-from xtc_jax.config_defaults import consistency_config, transfer_config
-from xtc_jax.graph import TaskGraph, output_channels, path_edges, split_edge
-from xtc_jax.step import loss_terms, make_term_means, make_train_step, perceptual_names
+from xtc_jax.consistency import selection
+from xtc_jax.consistency.config import consistency_config, transfer_config
+from xtc_jax.consistency.graph import TaskGraph
+from xtc_jax.consistency.plan import loss_terms, make_plan
+from xtc_jax.consistency.step import make_term_means, make_train_step
+from xtc_jax.models.edges import output_channels, path_edges, split_edge
+from xtc_jax.training import optim
 
 #: Perceptual losses taken by the consistency cases: k=3, all with learned networks.
 CHOSEN = ("depth_zbuffer", "principal_curvature", "reshading")
@@ -92,15 +95,16 @@ class JaxStep:
 
     case: Case
     dtype: str = "float32"
-    remat: str = "none"  # graph.REMAT_MODES
+    remat: str = "none"  # models/edges.py REMAT_MODES
     allocate: bool = True  # False: shapes only (for compiling and memory analysis)
 
     def __post_init__(self):
         config = self.case.config
         self.edges = _used_edges(self.case)
         self.graph = TaskGraph({e: config.networks[e] for e in self.edges}, self.dtype, self.remat)
-        terms = loss_terms(config)
-        target = "rgb->normal"
+        # The config's plan, its graph cut down to the edges this case runs.
+        plan = dataclasses.replace(make_plan(config), graph=self.graph)
+        target = plan.target_edge
         learned = [e for e in self.edges if self.graph.specs[e]["arch"] != "sobel"]
         init = lambda: self.graph.init(jax.random.PRNGKey(0), self.case.resolution, learned)  # noqa: E731
         params = init() if self.allocate else jax.eval_shape(init)
@@ -111,7 +115,7 @@ class JaxStep:
         def make_state(trainable):
             return {"step": np.int32(0), "params": trainable,
                     "opt_state": optimizer.init(trainable), "rng": jax.random.PRNGKey(0),
-                    "winrate": selection.winrate_init(perceptual_names(terms))}  # fmt: skip
+                    "winrate": selection.winrate_init(plan.perceptual)}  # fmt: skip
 
         frozen = {e: params[e] for e in learned if e != target}
         frozen.update({e: {} for e in self.edges if e not in learned})  # the analytic Sobel
@@ -124,8 +128,8 @@ class JaxStep:
             self.state = jax.eval_shape(make_state, trainable)
             self.frozen = frozen
             self.batch = jax.eval_shape(lambda: random_batch(self.case))
-        self.term_means = make_term_means(self.graph, config, terms, self.case.chosen)
-        fn = make_train_step(self.graph, config, terms, self.case.chosen, optimizer, target)
+        self.term_means = make_term_means(plan, self.case.chosen)
+        fn = make_train_step(plan, self.case.chosen, optimizer)
         self.step_fn = fn  # unjitted, for callers that jit it with their own shardings
         self.step = jax.jit(fn, donate_argnums=0)
         self.last_metrics = None

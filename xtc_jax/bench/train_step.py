@@ -29,8 +29,8 @@ import platform
 import statistics
 import time
 
-from xtc_jax import atomic
 from xtc_jax.bench.input_pipeline import cpu_model
+from xtc_jax.infra import atomic
 
 IMPLS = ("jax", "jax_bf16", "torch_original", "torch_channels_last", "torch_compiled",
          "torch_bf16")  # fmt: skip

@@ -17,28 +17,23 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable, Sequence
 
 import ml_collections
 
 from xtc_jax import domains as domains_lib
-from xtc_jax.data import synthetic, taskonomy
+from xtc_jax.data.sources import shards
+from xtc_jax.data.synthetic import generate
 from xtc_jax.errors import ConfigError, DataError
+from xtc_jax.infra import workdir as workdir_lib
+from xtc_jax.infra.writers import log
 
 SPLIT_CSV = "train_val_test_synthetic.csv"
 
 
-def _log(message: str) -> None:
-    print(message, flush=True)
-
-
-def default_cache_dir(workdir: str) -> str:
-    """Where prepared data lives: $XTC_DATA_DIR, else {workdir}/data."""
-    return os.environ.get("XTC_DATA_DIR") or os.path.join(workdir, "data")
-
-
 def synthetic_tree(
-    settings: ml_collections.ConfigDict, cache_dir: str, log: Callable[[str], None] = _log
+    settings: ml_collections.ConfigDict, cache_dir: str, log: Callable[[str], None] = log
 ) -> str:
     """Renders the synthetic Taskonomy for `settings` unless already complete; returns its root."""
     name = "synthetic_b{buildings}_v{views}_s{size}_seed{seed}".format(**settings.to_dict())
@@ -49,7 +44,7 @@ def synthetic_tree(
         f"rendering the synthetic Taskonomy ({settings.buildings} buildings x {settings.views} "
         f"views at {settings.size}px) into {root}"
     )
-    synthetic.generate(
+    generate.generate(
         root,
         buildings=settings.buildings,
         views=settings.views,
@@ -69,14 +64,14 @@ def built_shards(
     stored: Sequence[str],
     cache_dir: str,
     split_file: str = "",
-    log: Callable[[str], None] = _log,
+    log: Callable[[str], None] = log,
 ) -> str:
     """Builds array_record shards of `tree` (the `stored` domains) once; returns their folder."""
     out = os.path.join(cache_dir, _shards_name(tree, stored))
-    if taskonomy.find_datasets(out):
+    if shards.find_datasets(out):
         return out
     log(f"building array_record shards of {tree} ({', '.join(stored)}) into {out}")
-    taskonomy.build_dataset(
+    shards.build_dataset(
         tree,
         out,
         list(stored),
@@ -107,7 +102,7 @@ def data_location(data: ml_collections.ConfigDict, workdir: str) -> str:
 def _data_location(data: ml_collections.ConfigDict, workdir: str) -> str:
     if data.format not in ("shards", "raw"):
         raise ConfigError(f'data.format={data.format!r}: use "shards" or "raw".')
-    cache_dir = data.get("cache_dir") or default_cache_dir(workdir)
+    cache_dir = data.get("cache_dir") or workdir_lib.data_dir(workdir)
     if not data.path:
         tree = synthetic_tree(data.synthetic, cache_dir)
         if data.format == "raw":
@@ -118,7 +113,7 @@ def _data_location(data: ml_collections.ConfigDict, workdir: str) -> str:
             f"data.path={data.path!r} does not exist. Point it at a Taskonomy tree or a "
             'built shard folder, or set data.path="" for the built-in synthetic data.'
         )
-    if taskonomy.find_datasets(data.path) or data.format == "raw":
+    if shards.find_datasets(data.path) or data.format == "raw":
         return data.path
     stored = domains_lib.stored_domains_for(list(data.domains))
     return built_shards(data.path, stored, cache_dir, data.split_file)
@@ -127,6 +122,47 @@ def _data_location(data: ml_collections.ConfigDict, workdir: str) -> str:
 def open_split(data: ml_collections.ConfigDict, location: str, split: str):
     """A random-access source over `split` of the prepared data at `location`."""
     options = {}
-    if not taskonomy.find_datasets(location):
+    if not shards.find_datasets(location):
         options = dict(layout=data.layout, split_file=data.split_file or None)
-    return taskonomy.open_source(location, split, list(data.domains), **options)
+    return shards.open_source(location, split, list(data.domains), **options)
+
+
+def report(config, workdir: str, batches: int = 4) -> dict:
+    """--mode=prepare: prepares the data, streams a few batches and reports on them.
+
+    Prints the examples per split, the pipeline's throughput and every
+    domain's shape and value range, and writes {workdir}/data_preview.png.
+    """
+    import numpy as np
+
+    from xtc_jax.data import pipeline, preview
+
+    data = config.data
+    location = data_location(data, workdir)
+    sources = {split: open_split(data, location, split)
+               for split in (data.train_split, data.val_split)}  # fmt: skip
+    result = {"location": location, "splits": {k: len(v) for k, v in sources.items()}}
+    print("examples per split: " + ", ".join(f"{k} {v}" for k, v in result["splits"].items()))
+    stream = pipeline.make_dataset(
+        sources[data.train_split], list(data.domains), resolution=data.resolution,
+        global_batch_size=config.batch_size, seed=config.seed, augment=data.augment,
+        worker_count=data.worker_count, on_error=data.on_error,
+    )  # fmt: skip
+    iterator = iter(stream)
+    first = next(iterator)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    rate = batches * config.batch_size / (time.perf_counter() - start)
+    print(f"pipeline: {rate:.1f} examples/s ({data.worker_count} workers, "
+          f"batch {config.batch_size})")  # fmt: skip
+    for domain in stream.domains:
+        values = first[domain]
+        print(
+            f"  {domain:<20} {values.shape!s:<20} "
+            f"min {np.min(values):8.3f}  mean {np.mean(values):8.3f}  max {np.max(values):8.3f}"
+        )
+    path = preview.write_grid(os.path.join(workdir, "data_preview.png"), first, stream.domains)
+    print(f"preview of the first batch: {path}")
+    result.update(examples_per_second=rate, preview=path, skipped=stream.stats.skipped)
+    return result

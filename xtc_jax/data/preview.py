@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from xtc_jax import atomic
 from xtc_jax.data.png import encode_png
+from xtc_jax.infra import atomic
 
 
 def to_rgb8(values: np.ndarray) -> np.ndarray:

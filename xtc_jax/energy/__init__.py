@@ -5,6 +5,6 @@
 data in `compute.py` and the written report in `report.py`.
 """
 
-from xtc_jax.energy.core import Standardisation, image_terms, pixel_terms, term_name
+from xtc_jax.energy.terms import Standardisation, image_terms, pixel_terms, term_name
 
 __all__ = ["Standardisation", "image_terms", "pixel_terms", "term_name"]

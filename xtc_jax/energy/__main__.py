@@ -49,7 +49,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("--config and --workdir are required.")
     from xtc_jax.energy import command
     from xtc_jax.errors import XtcError
-    from xtc_jax.runtime import enable_compilation_cache, quiet_library_logs
+    from xtc_jax.infra.runtime import enable_compilation_cache, quiet_library_logs
 
     quiet_library_logs()
     enable_compilation_cache()

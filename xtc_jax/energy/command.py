@@ -7,13 +7,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from xtc_jax import atomic
+from xtc_jax.infra import atomic
+from xtc_jax.infra import workdir as workdir_lib
 
 
 def statistics(config, energy_model, location, refit: bool = False, log=print):
     """The model's saved statistics, fitted on the reference split first if missing or stale."""
     from xtc_jax.data import prepare
-    from xtc_jax.energy import compute, model
+    from xtc_jax.energy import model, scoring
 
     path = model.stats_path(energy_model.direct_export)
     stats = None if refit else model.checked_stats(path, energy_model)
@@ -27,7 +28,7 @@ def statistics(config, energy_model, location, refit: bool = False, log=print):
     count = min(len(source), energy.get("reference_images", 256))
     log(f"fitting energy statistics on {count} {split} images -> {path}")
     info = dict(energy_model.info(), reference=split, images=count)
-    stats = compute.fit_statistics(energy_model, source, config.batch_size, count, info)
+    stats = scoring.fit_statistics(energy_model, source, config.batch_size, count, info)
     stats.save(path)
     return stats
 
@@ -45,9 +46,9 @@ def run(
     log: Callable[[str], None] = print,
 ) -> dict:
     """The energy command: scores --data (and --ood / --corrupt), writes the report."""
-    from xtc_jax import experiment
+    from xtc_jax.consistency import experiment
     from xtc_jax.data import corrupt, prepare
-    from xtc_jax.energy import compute, model, report
+    from xtc_jax.energy import model, report, scoring
 
     corruptions = corrupt.parse(corruptions) if corruptions else []
     config = experiment.resolve_dirs(config, workdir)
@@ -55,14 +56,14 @@ def run(
     location = prepare.data_location(config.data, workdir)
     stats = statistics(config, energy_model, location, refit, log)
     name = model_name if model_name in model.MODELS else "model"
-    output = output or os.path.join(workdir, "energy", name)
+    output = output or workdir_lib.energy_dir(workdir, name)
     os.makedirs(output, exist_ok=True)
 
     data = data or config.data.val_split
     batch, limit = config.batch_size, max_images
     if os.path.isdir(data):
         log(f"scoring the images of {data}")
-        rows = compute.score_folder(energy_model, data, batch, stats, "clean", limit, log=log)
+        rows = scoring.score_folder(energy_model, data, batch, stats, "clean", limit, log=log)
         if corruptions:
             log("--corrupt applies to a data split (with ground truth); ignored for a folder.")
             corruptions = []
@@ -72,10 +73,10 @@ def run(
             f"scoring the {data} split ({min(len(source), limit or len(source))} images"
             + (f", x{len(corruptions) + 1} with corruptions)" if corruptions else ")")
         )
-        rows = compute.score_split(energy_model, source, batch, stats, corruptions, limit)
+        rows = scoring.score_split(energy_model, source, batch, stats, corruptions, limit)
     if ood:
         log(f"scoring the shifted images of {ood}")
-        rows += compute.score_folder(energy_model, ood, batch, stats, "ood", limit, log=log)
+        rows += scoring.score_folder(energy_model, ood, batch, stats, "ood", limit, log=log)
     report.write_csv(os.path.join(output, "data.csv"), rows)
     summary = summarise(rows, output, log)
     summary.update(model=energy_model.direct_export, data=data,

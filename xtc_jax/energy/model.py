@@ -4,8 +4,9 @@
 n(x) is the experiment's consistency (or baseline) export, or "direct", the
 plain rgb -> target transfer network of the cache, or any export folder;
 rgb -> K are the config's direct networks; K -> target are new edges. All
-come from the networks cache (`perceptual.py`), trained with the transfer
-config when missing, so one command works from a fresh workdir. The
+come from the networks cache (`consistency/frozen.py`); the experiment
+trains missing ones with the transfer config first
+(`experiment.ensure_networks`), so one command works from a fresh workdir. The
 statistics file records every network's export, and `from_stats` rebuilds
 the same model from it alone (the demo needs no config).
 """
@@ -20,14 +21,15 @@ from collections.abc import Callable
 import jax
 import numpy as np
 
-from xtc_jax import checkpoint as ckpt_lib
 from xtc_jax import domains as domains_lib
-from xtc_jax import experiment, perceptual
-from xtc_jax.config_defaults import network
-from xtc_jax.energy.core import Standardisation, image_terms, pixel_terms
+from xtc_jax.consistency import experiment, frozen
+from xtc_jax.consistency.config import network
+from xtc_jax.consistency.graph import TaskGraph
+from xtc_jax.consistency.plan import make_plan
+from xtc_jax.energy.terms import Standardisation, image_terms, pixel_terms
 from xtc_jax.errors import ConfigError, DataError
-from xtc_jax.graph import TaskGraph, edge_key
-from xtc_jax.step import loss_terms
+from xtc_jax.infra import export as export_lib
+from xtc_jax.models.edges import edge_key
 
 MODELS = ("consistency", "baseline", "direct")
 STATS_FILE = "energy_stats.json"
@@ -38,7 +40,7 @@ def middle_domains(config) -> list[str]:
     energy = config.get("energy") or {}
     middles = list(energy.get("middles") or [])
     if not middles:
-        middles = [t.domain for t in loss_terms(config).values() if t.kind == "percep"]
+        middles = make_plan(config).perceptual_domains
     if not middles:
         raise ConfigError(
             "the energy needs middle domains K (paths rgb -> K -> target): this config has no "
@@ -72,9 +74,8 @@ def model_export(config, workdir: str, model: str, log: Callable[[str], None]) -
     target = domains_lib.get(config.target).name
     if model == "direct":
         edge = edge_key("rgb", target)
-        graph = TaskGraph({edge: config.networks[edge]})
-        perceptual.frozen_params(config, graph, [edge], workdir, log)  # trains it if missing
-        return perceptual.export_dir(config, workdir, edge)
+        experiment.ensure_networks(config, workdir, [edge], log)
+        return frozen.export_dir(config, workdir, edge)
     if model in experiment.model_dirs(workdir):
         path = os.path.join(experiment.model_dirs(workdir)[model], "export")
         if not os.path.isdir(path):
@@ -142,7 +143,7 @@ class EnergyModel:
             raise DataError(f"energy statistics lack {error}; refit with xtc_jax.energy.") from None
         if model:
             exports[edge_key("rgb", target)] = model
-        params = {edge: (ckpt_lib.load_exported(path)[0] if path else {})
+        params = {edge: (export_lib.load_exported(path)[0] if path else {})
                   for edge, path in exports.items()}  # fmt: skip
         return cls(target, tuple(stats.middles), specs, params, int(info["resolution"]), exports)
 
@@ -159,13 +160,14 @@ def load(config, workdir: str, model: str = "consistency", log: Callable[[str], 
     specs = {e: {k: v for k, v in config.networks[e].to_dict().items() if k != "checkpoint"}
              for e in config.freeze}  # fmt: skip
     graph = TaskGraph({e: config.networks[e] for e in config.freeze})
-    params = perceptual.frozen_params(config, graph, path_edges, workdir, log)
-    params[direct_edge], _ = ckpt_lib.load_exported(export)
+    experiment.ensure_networks(config, workdir, path_edges, log)
+    params = frozen.load(config, graph, path_edges, workdir)
+    params[direct_edge], _ = export_lib.load_exported(export)
     exports = {direct_edge: os.path.abspath(export)}
     for edge in path_edges:
         sobel = config.networks[edge].arch == "sobel"
         exports[edge] = (
-            "" if sobel else os.path.abspath(perceptual.export_dir(config, workdir, edge))
+            "" if sobel else os.path.abspath(frozen.export_dir(config, workdir, edge))
         )
     return EnergyModel(target, tuple(middles), specs, params, config.data.resolution, exports)
 

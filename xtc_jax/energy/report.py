@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import stats as scipy_stats
 
-from xtc_jax import atomic
+from xtc_jax.infra import atomic
 
 
 def write_csv(path: str, rows: Sequence[Mapping]) -> str:

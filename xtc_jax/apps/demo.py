@@ -1,0 +1,205 @@
+"""`python -m xtc_jax.apps.demo --task normal --img_path PATH --output_path DIR --workdir WD`.
+
+For every image (anything PIL reads: grayscale, RGBA, palette, 16-bit),
+preprocessed as the original demo (xtconsistency.md §7: shorter side to the
+model's resolution, centre crop, [0, 1], no normalisation), writes
+  {stem}_{task}_baseline.png     the baseline model's prediction
+  {stem}_{task}_consistency.png  the consistency model's prediction
+  {stem}_{task}_energy.png       the per-pixel consistency energy, coloured,
+                                 with a scale bar (standardised units)
+Normals are RGB; depth is 8-bit gray, brighter = farther (255 = 15.6 m or
+more); reshading is gray. Models default to the exports of the main command's
+--workdir; the energy uses the statistics `python -m xtc_jax.energy` saved
+next to the consistency model. An unreadable file is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from collections.abc import Callable
+
+import numpy as np
+from absl import app, flags
+from PIL import Image
+
+TASKS = {"normal": "normal", "depth": "depth_zbuffer", "reshading": "reshading"}
+
+
+def prediction_image(values: np.ndarray, domain: str) -> Image.Image:
+    """A (H, W, C) prediction clamped to [0, 1] as the original demo saves it."""
+    pixels = np.clip(np.asarray(values, np.float32), 0.0, 1.0)
+    pixels = (pixels * 255.0 + 0.5).astype(np.uint8)
+    if domain == "normal":
+        return Image.fromarray(pixels[..., :3], "RGB")
+    return Image.fromarray(pixels[..., 0], "L")
+
+
+def _save_image(image: Image.Image, path: str) -> str:
+    from xtc_jax.infra import atomic
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return atomic.write_bytes(path, buffer.getvalue())
+
+
+def energy_figure(energy: np.ndarray, path: str, low: float, high: float) -> str:
+    """The energy map coloured (magma) with a labelled colour bar, written as PNG."""
+    from xtc_jax.energy.report import pyplot, save_figure
+
+    plt = pyplot()
+    figure, axes = plt.subplots(figsize=(4.2, 3.4))
+    shown = axes.imshow(energy, cmap="magma", vmin=low, vmax=high, interpolation="nearest")
+    axes.set_axis_off()
+    axes.set_title(f"consistency energy (image mean {float(np.mean(energy)):.2f})", fontsize=9)
+    bar = figure.colorbar(shown, ax=axes, fraction=0.046, pad=0.04)
+    bar.set_label("MADs from the reference mean", fontsize=8)
+    save_figure(figure, path[: -len(".png")], suffixes=("png",))
+    return path
+
+
+def _resolve(workdir, baseline, consistency, stats):
+    from xtc_jax.energy.model import stats_path
+    from xtc_jax.errors import ConfigError
+    from xtc_jax.infra import workdir as workdir_lib
+
+    if workdir:
+        baseline = baseline or workdir_lib.export(workdir_lib.stage(workdir, workdir_lib.BASELINE))
+        consistency = consistency or workdir_lib.export(
+            workdir_lib.stage(workdir, workdir_lib.CONSISTENCY)
+        )
+    if not baseline or not consistency:
+        raise ConfigError("pass --workdir (a main command's workdir) or both --baseline and "
+                          "--consistency (exported model folders).")  # fmt: skip
+    return baseline, consistency, stats or stats_path(consistency)
+
+
+def run(
+    task: str,
+    img_path: str,
+    output_path: str,
+    workdir: str | None = None,
+    baseline: str | None = None,
+    consistency: str | None = None,
+    energy_stats: str | None = None,
+    energy_range: tuple[float, float] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Writes the demo outputs; returns {"written": [paths], "skipped": [(file, reason)]}."""
+    from xtc_jax.data import images
+    from xtc_jax.energy.model import EnergyModel
+    from xtc_jax.energy.terms import Standardisation
+    from xtc_jax.errors import ConfigError, DataError
+    from xtc_jax.infra import export
+
+    domain = TASKS[task]
+    baseline, consistency, energy_stats = _resolve(workdir, baseline, consistency, energy_stats)
+    models = {name: export.load_network(path)
+              for name, path in (("baseline", baseline), ("consistency", consistency))}  # fmt: skip
+    for name, net in models.items():
+        if net.dst != domain or net.src != "rgb":
+            raise ConfigError(f"--{name} {net.path} predicts {net.src}->{net.dst}, but --task "
+                              f"{task} needs rgb->{domain}.")  # fmt: skip
+    energy_model = None
+    if os.path.exists(energy_stats):
+        stats = Standardisation.load(energy_stats)
+        energy_model = EnergyModel.from_stats(stats, model=os.path.abspath(consistency))
+        energy_range = energy_range or tuple(stats.info.get("pixel_range", (-10.0, 30.0)))
+    else:
+        log(f"no energy statistics at {energy_stats}: fit them once with python -m "
+            "xtc_jax.energy --config=CONFIG --workdir=WORKDIR; energy maps skipped.")  # fmt: skip
+    os.makedirs(output_path, exist_ok=True)
+    written, skipped = [], []
+    files = images.list_images(img_path)
+    for index, path in enumerate(files, 1):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        try:
+            image = images.load_image(path, models["consistency"].resolution)
+        except DataError as error:  # unreadable: reported and skipped, the rest go on
+            skipped.append((path, str(error)))
+            log(f"[{index}/{len(files)}] skipped {path}: {error}")
+            continue
+        for name, net in models.items():
+            rgb = image if net.resolution == len(image) else images.load_image(path, net.resolution)
+            out = os.path.join(output_path, f"{stem}_{task}_{name}.png")
+            written.append(_save_image(prediction_image(net(rgb[None])[0], domain), out))
+        if energy_model is not None:
+            pixels = energy_model(image[None])["pixels"]
+            energy = np.asarray(stats.pixel_energy(pixels))[0]
+            out = os.path.join(output_path, f"{stem}_{task}_energy.png")
+            written.append(energy_figure(energy, out, *energy_range))
+        log(f"[{index}/{len(files)}] {path}")
+    log(f"wrote {len(written)} images to {output_path}"
+        + (f"; skipped {len(skipped)} unreadable: {', '.join(p for p, _ in skipped)}"
+           if skipped else ""))  # fmt: skip
+    return {"written": written, "skipped": skipped}
+
+
+def _parse_range(text: str) -> tuple[float, float] | None:
+    from xtc_jax.errors import ConfigError
+
+    if not text:
+        return None
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--energy_range={text!r}: write LOW,HIGH, e.g. -2,6.") from None
+    if not low < high:
+        raise ConfigError(f"--energy_range={text!r}: LOW must be below HIGH.")
+    return low, high
+
+
+def define_flags() -> None:
+    """The command-line flags (defined only when run as a program, so importing is free)."""
+    global _TASK, _IMG_PATH, _OUTPUT_PATH, _WORKDIR, _BASELINE, _CONSISTENCY, _ENERGY_STATS
+    global _ENERGY_RANGE
+    _TASK = flags.DEFINE_enum("task", "normal", list(TASKS), "What to predict.")
+    _IMG_PATH = flags.DEFINE_string("img_path", None, "An image file or a folder of images.")
+    _OUTPUT_PATH = flags.DEFINE_string("output_path", None, "Folder for the output images.")
+    _WORKDIR = flags.DEFINE_string(
+        "workdir", None, "The main command's workdir (models default to its exports)."
+    )
+    _BASELINE = flags.DEFINE_string(
+        "baseline", None, "Baseline export (default WORKDIR/baseline/export)."
+    )
+    _CONSISTENCY = flags.DEFINE_string(
+        "consistency", None, "Consistency export (default WORKDIR/consistency/export)."
+    )
+    _ENERGY_STATS = flags.DEFINE_string(
+        "energy_stats",
+        None,
+        "Energy statistics (default: energy_stats.json next to the consistency export).",
+    )
+    _ENERGY_RANGE = flags.DEFINE_string(
+        "energy_range",
+        "",
+        "Colour scale LOW,HIGH of the energy maps in standardised units (default: the 1st and "
+        "99th percentiles of the reference set's pixel energies, saved with the statistics).",
+    )
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not _IMG_PATH.value or not _OUTPUT_PATH.value:
+        raise app.UsageError("--img_path and --output_path are required.")
+    from xtc_jax.errors import XtcError
+    from xtc_jax.infra.runtime import enable_compilation_cache, quiet_library_logs
+
+    quiet_library_logs()
+    enable_compilation_cache()
+    try:
+        result = run(_TASK.value, _IMG_PATH.value, _OUTPUT_PATH.value, _WORKDIR.value,
+                     _BASELINE.value, _CONSISTENCY.value, _ENERGY_STATS.value,
+                     _parse_range(_ENERGY_RANGE.value))  # fmt: skip
+    except XtcError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    if not result["written"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,1 @@
+"""Losses: masked per-domain losses (`masked.py`) and term weighting (`weighting.py`)."""
