@@ -179,7 +179,7 @@ def test_two_fake_devices_match_one(tmp_path):
     assert two.wait(timeout=300) == 0, output
     assert "2 device(s)" in output
     a, b = _train_losses(tmp_path / "one"), _train_losses(tmp_path / "two")
-    assert sorted(a) == sorted(b) == list(range(1, 6))
+    assert sorted(a) == sorted(b) == list(range(1, 7))  # every step, the last one too
     # Same data, same first step; later steps drift by reduction order (AMSGrad amplifies it).
     np.testing.assert_allclose(a[1], b[1], rtol=1e-5)
     np.testing.assert_allclose([a[s] for s in a], [b[s] for s in a], rtol=2e-2)
@@ -206,6 +206,38 @@ def test_resume_after_kill_9_continues_steps_and_data_order(tmp_path):
     late = [s for s in expected if s > 16]
     np.testing.assert_allclose([got[s] for s in late], [expected[s] for s in late], rtol=1e-5)
     assert (tmp_path / "killed" / "export" / "model.json").is_file()
+
+
+def test_sigterm_saves_a_checkpoint_exits_0_and_resumes_to_the_same_losses(tmp_path):
+    flags = ("--config.train.steps=150", "--config.train.eval_every=150",
+             "--config.train.checkpoint_every=150")  # fmt: skip
+    reference = _run_main(tmp_path / "reference", *flags)
+    assert reference.wait(timeout=300) == 0, reference.stdout.read()
+
+    victim = _run_main(tmp_path / "stopped", *flags)
+    metrics = tmp_path / "stopped" / "logs" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
+        assert victim.poll() is None and time.time() < deadline, "no training before exit"
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGTERM)
+    output = victim.stdout.read()
+    assert victim.wait(timeout=120) == 0, output
+    saved = [line for line in output.splitlines() if line.startswith("SIGTERM: saved")]
+    assert len(saved) == 1, output
+    stopped_at = int(saved[0].split("checkpoint of step ")[1].split()[0])
+    assert 3 <= stopped_at < 150
+    assert (tmp_path / "stopped" / "checkpoints" / str(stopped_at)).is_dir()
+    assert not (tmp_path / "stopped" / "export").exists()  # it stopped; it did not finish
+
+    resumed = _run_main(tmp_path / "stopped", *flags)
+    output = resumed.stdout.read()
+    assert resumed.wait(timeout=300) == 0, output
+    assert f"resumed from step {stopped_at}" in output
+    expected, got = _train_losses(tmp_path / "reference"), _train_losses(tmp_path / "stopped")
+    assert sorted(got) == list(range(1, 151))
+    late = range(stopped_at + 1, 151)
+    np.testing.assert_allclose([got[s] for s in late], [expected[s] for s in late], rtol=1e-5)
 
 
 @pytest.mark.slow

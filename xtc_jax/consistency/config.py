@@ -140,6 +140,7 @@ def base_config(preset: str) -> ml_collections.ConfigDict:
             log_every_seconds=5.0 if cpu else 30.0,
             init_from="",  # an exported model to start the trainable target network from
             best_metric="",  # e.g. "l1": also keep the best checkpoints by this val metric
+            on_nonfinite="raise",  # or "skip": drop a non-finite update and count it
         )
     )
     # remat: "none" | "blocks" | "networks" (models/edges.py REMAT_MODES); bools also work.
