@@ -22,7 +22,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from xtc_jax import domains as domains_lib  # noqa: E402
-from xtc_jax.data.png import encode_png  # noqa: E402
+from xtc_jax.infra.png import encode_png  # noqa: E402
 
 ALL_DOMAINS = (
     "rgb", "normal", "reshading", "principal_curvature", "depth_zbuffer", "edge_occlusion",

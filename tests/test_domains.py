@@ -11,8 +11,8 @@ from PIL import Image
 from scipy import ndimage
 
 from xtc_jax import domains
-from xtc_jax.data import png
 from xtc_jax.errors import ConfigError, DataError
+from xtc_jax.infra import png
 
 RNG = np.random.default_rng(0)
 

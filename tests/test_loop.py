@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import grain
 import jax
@@ -82,9 +83,17 @@ def _train_config(steps: int, checkpoint_every: int = 2, on_nonfinite: str = "ra
     ))  # fmt: skip
 
 
+def _rows(workdir) -> list[dict]:
+    text = (Path(workdir) / "logs" / "metrics.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
 def _losses(workdir) -> dict[int, float]:
-    rows = [json.loads(line) for line in open(os.path.join(workdir, "logs", "metrics.jsonl"))]
-    return {r["step"]: r["loss/mse"] for r in rows if r["split"] == "train"}
+    return {r["step"]: r["loss/mse"] for r in _rows(workdir) if r["split"] == "train"}
+
+
+def _exported_w(workdir) -> list[float]:
+    return json.loads((Path(workdir) / "export" / "w.json").read_text())
 
 
 def _run(method, workdir, steps, **kwargs):
@@ -102,7 +111,7 @@ def test_a_toy_method_trains_checkpoints_and_exports(tmp_path):
     assert losses[12] < 0.2 * losses[1]  # SGD on a noiseless linear model converges
     assert result["mse"] < 0.2 * losses[1] and result["variants_seen"] == 12
     assert sorted(map(int, os.listdir(tmp_path / "checkpoints"))) == list(range(2, 13, 2))
-    assert len(json.load(open(tmp_path / "export" / "w.json"))) == FEATURES
+    assert len(_exported_w(tmp_path)) == FEATURES
     assert lines[0] == "training toy linear regression for 12 steps from step 0, 1 device(s)"
 
 
@@ -130,7 +139,7 @@ def test_a_nan_stops_the_run_names_the_step_and_keeps_the_last_good_checkpoint(t
     saved = np.load(tmp_path / "nonfinite" / "step_3.npz")
     assert saved["x"].shape == (BATCH, FEATURES) and np.isnan(saved["x"][4, 0])
     # A rerun resumes from the last good checkpoint (and meets the same batch again).
-    with pytest.raises(NonFiniteError, match="^step 3: "):
+    with pytest.raises(NonFiniteError, match=r"^step 3: "):
         _run(LinearRegression(nan_example=20), tmp_path, steps=8)
 
 
@@ -143,9 +152,8 @@ def test_skip_mode_drops_non_finite_updates_and_counts_them(tmp_path):
         "step 11: non-finite update skipped (loss/mse); 2 so far",
     ]
     assert np.isfinite(result["mse"]) and result["mse"] < 0.5
-    rows = [json.loads(line) for line in open(tmp_path / "logs" / "metrics.jsonl")]
-    assert [r["skipped_updates"] for r in rows if r["split"] == "train"][-1] == 2
-    assert np.all(np.isfinite(json.load(open(tmp_path / "export" / "w.json"))))
+    assert [r["skipped_updates"] for r in _rows(tmp_path) if r["split"] == "train"][-1] == 2
+    assert np.all(np.isfinite(_exported_w(tmp_path)))
 
 
 def test_bad_loop_settings_fail_before_any_work(tmp_path):

@@ -12,8 +12,8 @@ import pytest
 
 from configs import normal
 from xtc_jax.data import prepare
-from xtc_jax.data.png import decode_png
 from xtc_jax.errors import ConfigError, DataError
+from xtc_jax.infra.png import decode_png
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [

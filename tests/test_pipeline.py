@@ -11,8 +11,8 @@ from pipeline_helpers import ALL_DOMAINS, make_record, make_source
 
 from xtc_jax import domains as domains_lib
 from xtc_jax.data import pipeline, transforms
-from xtc_jax.data.png import decode_png, encode_png
 from xtc_jax.errors import ConfigError, DataError
+from xtc_jax.infra.png import decode_png, encode_png
 
 RES = 32
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from xtc_jax import domains
-from xtc_jax.data.png import decode_png, encode_png, png_header
 from xtc_jax.data.sources import layouts
 from xtc_jax.data.synthetic import generate, raycast
 from xtc_jax.data.synthetic.annotate import decode_normals, reshading_from_normals
@@ -21,6 +20,7 @@ from xtc_jax.data.synthetic.scene import (
     look_at_euler,
     opencv_rotation,
 )
+from xtc_jax.infra.png import decode_png, encode_png, png_header
 
 SIZE = 64
 # (bit depth, channels) of every written domain.

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tree_fixtures as fx
 
-from xtc_jax.data.png import encode_png
 from xtc_jax.data.sources import index as index_lib
 from xtc_jax.data.sources import layouts, shards, splits
 from xtc_jax.errors import ConfigError, DataError
+from xtc_jax.infra.png import encode_png
 
 DOMAINS = ("rgb", "normal", "depth_zbuffer", "segment_semantic")
 BUILDINGS = ("alpha", "synth_000")

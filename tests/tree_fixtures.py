@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from xtc_jax import domains as domains_lib
-from xtc_jax.data.png import encode_png
 from xtc_jax.data.sources import layouts
+from xtc_jax.infra.png import encode_png
 
 SPLITS = ("train", "val", "test")
 DEFAULT_DOMAINS = ("rgb", "normal", "depth_zbuffer", "segment_semantic")

@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from xtc_jax import domains as domains_lib
 from xtc_jax.errors import ConfigError
@@ -35,6 +34,7 @@ from xtc_jax.models.edges import (
     remat_mode,
     split_edge,
 )
+from xtc_jax.models.registry import init_params
 
 
 class TaskGraph:
@@ -61,7 +61,7 @@ class TaskGraph:
 
     def check_paths(self, paths: Mapping[str, Sequence[str]], data_domains: Sequence[str]) -> None:
         """ConfigError for a path with an unknown domain, a missing edge or unloadable start."""
-        data = {domains_lib.get(d).name for d in data_domains}
+        data = set(canonical_path(data_domains))
         for name, path in paths.items():
             if not path:
                 raise ConfigError(f"paths.{name} is empty.")
@@ -83,11 +83,9 @@ class TaskGraph:
         """Fresh parameters {edge: params} for `edges` (default: all)."""
         params = {}
         for i, key in enumerate(edges or self.edges):
-            src, _ = split_edge(key)
-            x = jnp.zeros((1, resolution, resolution, domains_lib.get(src).channels), jnp.float32)
-            # Jitted: Flax's init run op by op compiles every op separately (seconds on CPU).
-            variables = jax.jit(self.modules[key].init)(jax.random.fold_in(rng, i), x)
-            params[key] = variables.get("params", {})
+            channels = domains_lib.get(split_edge(key)[0]).channels
+            params[key] = init_params(self.modules[key], jax.random.fold_in(rng, i), resolution,
+                                      channels)  # fmt: skip
         return params
 
     def apply(self, key: str, params, x: jax.Array) -> jax.Array:

@@ -74,7 +74,7 @@ def make_train_step(plan: Plan, chosen: tuple[str, ...], optimizer: optax.Gradie
             own = [pullback(eye[i])[0] for i in range(len(optimised))]
             g = {t.name: weighting.mean_abs_grad(own[i][plan.target_edge])
                  for i, t in enumerate(optimised)}  # fmt: skip
-            ratio = weighting.grad_ratio_weights(g)
+            ratio = weighting.grad_ratio_weights(g, mae=plan.supervised.name)
             weights = fixed * jnp.stack([ratio[t.name] for t in optimised])
             grads = jax.tree.map(lambda *gs: sum(w * x for w, x in zip(weights, gs, strict=True)),
                                  *own)  # fmt: skip

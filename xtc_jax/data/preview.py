@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from xtc_jax.data.png import encode_png
 from xtc_jax.infra import atomic
+from xtc_jax.infra.png import encode_png
 
 
 def to_rgb8(values: np.ndarray) -> np.ndarray:

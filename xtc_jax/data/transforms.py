@@ -43,8 +43,8 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 from xtc_jax import domains as domains_lib
-from xtc_jax.data import png
 from xtc_jax.errors import DataError
+from xtc_jax.infra import png
 
 #: The original's zoom crop: centre crop of side randint(ZOOM_MIN, ZOOM_OF) on 512 images.
 ZOOM_MIN, ZOOM_OF = 358, 512

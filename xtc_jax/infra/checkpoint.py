@@ -84,8 +84,8 @@ class Checkpoints:
     Args:
       directory: where the step folders live (created if missing; gs:// works).
       keep: checkpoints retained (the latest, or the best with `best_metric`).
-      save_every: `save` writes when step % save_every == 0, on preemption
-        (a SIGTERM registered with jax's preemption sync manager), or with force=True.
+      save_every: `save` writes when step % save_every == 0, or with force=True (the
+        training loop forces its saves, including the one it makes on SIGTERM).
       best_metric: key of the `metrics` given to `save` to rank checkpoints by.
       best_mode: "min" (e.g. a loss) or "max" (e.g. an accuracy).
       async_save: write in a background thread (False: `save` blocks).
@@ -120,12 +120,7 @@ class Checkpoints:
             )
             preservation = _policies.AnyPreservationPolicy([_policies.LatestN(n=1), best])
         options = ocp.CheckpointManagerOptions(
-            save_decision_policy=_policies.AnySavePolicy(
-                [
-                    _policies.FixedIntervalPolicy(save_every),
-                    _policies.PreemptionCheckpointingPolicy(),
-                ]
-            ),
+            save_decision_policy=_policies.FixedIntervalPolicy(save_every),
             preservation_policy=preservation,
             best_fn=best_fn,  # overridden by preservation_policy; makes orbax store the metrics
             best_mode=best_mode,
@@ -141,10 +136,6 @@ class Checkpoints:
                 DATA: grain.checkpoint.CheckpointHandler(),
             },
         )
-
-    def should_save(self, step: int) -> bool:
-        """Whether `save(step, ...)` would write (interval or preemption); cheap to ask."""
-        return self._manager.should_save(step)
 
     def save(
         self,
@@ -192,10 +183,6 @@ class Checkpoints:
     def best_step(self) -> int | None:
         """The kept step with the best `best_metric` (None without best_metric)."""
         return None if self.best_metric is None else self._manager.best_step()
-
-    def reached_preemption(self, step: int) -> bool:
-        """True once a preemption signal reached every process (then save and exit)."""
-        return self._manager.reached_preemption(step)
 
     def restore(
         self,

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from xtc_jax.data.png import decode_png, encode_png
 from xtc_jax.errors import DataError
+from xtc_jax.infra.png import decode_png, encode_png
 
 _POLY = 0x82F63B78  # crc32c (Castagnoli), reflected
 _TABLE = np.arange(256, dtype=np.uint32)

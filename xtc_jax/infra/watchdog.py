@@ -135,15 +135,19 @@ def _install_abort_handler(watchdog: Watchdog) -> None:
     """Our line, not only jax's fatal log, when jax aborts on a lost process (C-level SIGABRT).
 
     A Python signal handler would never run (abort() kills the process right after the
-    C handler returns), so this one is a ctypes callback. Left out when faulthandler is on.
+    C handler returns), so this one is a ctypes callback. It takes the place of
+    faulthandler's (absl turns that on), so it prints faulthandler's tracebacks itself.
     """
-    if faulthandler.is_enabled() or not hasattr(signal, "SIGABRT"):
+    if not hasattr(signal, "SIGABRT"):
         return
 
     def on_abort(signum: int) -> None:
         lost = watchdog.abort_verdict()
         if lost is not None:
-            watchdog.end(lost)  # otherwise returning lets abort() go on as usual
+            watchdog.end(lost)
+        if faulthandler.is_enabled():
+            faulthandler.dump_traceback(all_threads=True)
+        # returning lets abort() go on as usual
 
     handler = _ABORT_HANDLER(on_abort)
     libc = ctypes.CDLL(None)

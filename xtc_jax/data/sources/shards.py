@@ -39,11 +39,12 @@ from typing import ClassVar
 import numpy as np
 
 from xtc_jax import domains as domains_lib
-from xtc_jax.data.png import decode_png, png_header
 from xtc_jax.data.sources import splits as splits_lib
 from xtc_jax.data.sources.index import EXAMPLES_PER_REASON, build_index, check_domains, stored_names
 from xtc_jax.data.sources.raw import ConcatSource, RawFolderSource
 from xtc_jax.errors import ConfigError, DataError
+from xtc_jax.infra import atomic
+from xtc_jax.infra.png import decode_png, png_header
 
 SUMMARY_FILE = "taskonomy_summary.json"
 VERSION = "1.0.0"
@@ -128,6 +129,14 @@ def _builder_class(name: str):
             for source in sources.values():
                 self.examples.update({k: list(v) for k, v in source.skipped_examples.items()})
             super().__init__(**kwargs)
+
+        # TFDS prints "Downloading and preparing dataset Unknown size ..." and "... downloaded
+        # and prepared" around a build; nothing is downloaded, and our own lines say the rest.
+        def _log_download_bytes(self) -> None:
+            pass
+
+        def _log_download_done(self) -> None:
+            pass
 
         def _info(self):
             features = {
@@ -266,6 +275,7 @@ def build_dataset(
         f"(layout {index.layout}); checking and writing ...")  # fmt: skip
     import tensorflow_datasets as tfds
 
+    tfds.disable_progress_bar()  # our own per-split lines report progress; TFDS's bars are noise
     builder = _builder_class(name)(
         sources=sources, workers=workers, log=log, data_dir=out, file_format="array_record"
     )
@@ -288,8 +298,7 @@ def build_dataset(
         "skipped_examples": builder.examples,
         "seconds": round(time.time() - start, 2),
     }
-    with open(os.path.join(dataset_dir, SUMMARY_FILE), "w") as f:
-        json.dump(summary, f, indent=2)
+    atomic.write_json(os.path.join(dataset_dir, SUMMARY_FILE), summary)
     return summary
 
 

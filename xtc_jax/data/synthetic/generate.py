@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
-from xtc_jax.data.png import encode_png
 from xtc_jax.data.sources import layouts
 from xtc_jax.data.synthetic import annotate, raycast
 from xtc_jax.data.synthetic.scene import Scene, bounds, look_at_euler, opencv_rotation, sample_scene
 from xtc_jax.infra import atomic
+from xtc_jax.infra.png import encode_png
 
 #: Domains written per view (png), in this order; plus point_info (json).
 PNG_DOMAINS = (
