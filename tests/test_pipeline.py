@@ -277,6 +277,7 @@ def test_wrong_bit_depth_is_a_data_error():
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_checkpoint_restore_continues_the_same_order(source, tmp_path, workers):
+    import grain
     import orbax.checkpoint as ocp
 
     def make():
@@ -286,7 +287,8 @@ def test_checkpoint_restore_continues_the_same_order(source, tmp_path, workers):
     iterator = iter(make())
     first = [np.array(next(iterator)["index"]) for _ in range(k)]
     with ocp.CheckpointManager(tmp_path / "ckpt") as manager:
-        manager.save(k, args=ocp.args.Composite(data=pipeline.save_args(iterator)))
+        save = grain.checkpoint.CheckpointSave(item=iterator)
+        manager.save(k, args=ocp.args.Composite(data=save))
         manager.wait_until_finished()
     expected = [{key: np.array(v) for key, v in next(iterator).items()} for _ in range(k + 4)]
     iterator.close()
@@ -294,7 +296,8 @@ def test_checkpoint_restore_continues_the_same_order(source, tmp_path, workers):
     fresh = iter(make())
     with ocp.CheckpointManager(tmp_path / "ckpt") as manager:
         assert manager.latest_step() == k
-        manager.restore(k, args=ocp.args.Composite(data=pipeline.restore_args(fresh)))
+        restore = grain.checkpoint.CheckpointRestore(item=fresh)
+        manager.restore(k, args=ocp.args.Composite(data=restore))
     resumed = [next(fresh) for _ in range(k + 4)]  # crosses into the second epoch
     fresh.close()
     for want, got in zip(expected, resumed, strict=True):

@@ -91,11 +91,6 @@ class Plan:
         """The domains K of the perceptual losses (F_K's outputs), in config order."""
         return [t.domain for t in self.terms.values() if t.kind == "percep"]
 
-    @property
-    def learned_frozen(self) -> tuple[str, ...]:
-        """The frozen edges that have parameters (the analytic Sobel has none)."""
-        return tuple(e for e in self.frozen if self.graph.specs[e]["arch"] != "sobel")
-
     def step_terms(self, chosen: tuple[str, ...]) -> tuple[list[LossTerm], list[LossTerm]]:
         """(optimised, direct): the supervised term and the chosen perceptual terms, which the
         gradient sees, and the chosen terms' direct partners, evaluated for the win-rates only."""

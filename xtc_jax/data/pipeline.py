@@ -29,9 +29,9 @@ a warning naming building/point/view/domain and counts it in
 batch whose every example is unreadable always raises.
 
 Checkpointing. ``iter(pipeline)`` is a `grain.DatasetIterator`; save and
-restore it with Orbax through `save_args` / `restore_args` (grain's
-`grain.checkpoint.CheckpointSave` / `CheckpointRestore`, handled by
-`grain.checkpoint.CheckpointHandler`; one JSON file per process). A restored
+restore it with Orbax through grain's `grain.checkpoint.CheckpointSave` /
+`CheckpointRestore`, handled by `grain.checkpoint.CheckpointHandler` (one JSON
+file per process; `infra/checkpoint.py` does this for training runs). A restored
 iterator continues with exactly the batches the saved one would have produced.
 """
 
@@ -313,13 +313,3 @@ def make_dataset(
         process_index=process_index,
         process_count=process_count,
     )
-
-
-def save_args(iterator: grain.DatasetIterator) -> Any:
-    """Orbax args that save `iterator`'s position, e.g. inside ``ocp.args.Composite(data=...)``."""
-    return grain.checkpoint.CheckpointSave(item=iterator)
-
-
-def restore_args(iterator: grain.DatasetIterator) -> Any:
-    """Orbax args restoring a saved position into `iterator` (a fresh iter of the same pipeline)."""
-    return grain.checkpoint.CheckpointRestore(item=iterator)

@@ -117,7 +117,9 @@ def train_and_evaluate(
             log(f"step {done}: non-finite update skipped "
                 f"({', '.join(nonfinite.nonfinite_names(host)) or 'update'}); {skipped} so far")
         progress.update(done, host)
-        writer.write_scalars(done, dict(host, skipped_updates=skipped), split="train")
+        if skip_nonfinite:  # the count of skipped updates goes with the losses
+            host = dict(host, skipped_updates=skipped)
+        writer.write_scalars(done, host, split="train")
 
     def save(done: int, force_metrics: bool) -> None:
         nonlocal last_good
