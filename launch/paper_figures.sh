@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The paper's figures on the built-in synthetic Taskonomy (README "Consistency energy"):
+# The paper's figures on the built-in synthetic Taskonomy (docs/energy.md):
 # trains the :cpu experiment (baseline vs consistency), evaluates both, then scores the
 # val buildings by consistency energy: Pearson/Spearman r of energy vs error and the
 # ROC-AUC of telling clean from corrupted images. Usage: launch/paper_figures.sh [WORKDIR]

@@ -1,7 +1,7 @@
 """The project's networks in PyTorch, as a benchmark baseline: same architecture, same weights.
 
 Mirrors the Flax modules of `xtc_jax.models` (UNet, UNetReshade, UNetDepth in `models/unet.py`,
-Dense1by1Net in `models/percep.py`), which follow the original XTConsistency PyTorch code
+Dense1by1Net in `models/dense1by1.py`), which follow the original XTConsistency PyTorch code
 (shared/reference/xtconsistency.md §2.1–2.3): conv 3×3 pad 1 with bias → GroupNorm(8, eps 1e-5)
 → ReLU, pooling after the convs, bilinear ×2 upsampling with ``align_corners=False`` and the
 concatenation order [upsampled, skip]. Channel widths come from the same ``scaled_channels``

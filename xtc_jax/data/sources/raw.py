@@ -1,9 +1,9 @@
 """Random-access sources of Taskonomy records: a raw tree read in place, and concatenations.
 
 A record is one view: {"building", "point", "view", and per stored domain the
-encoded PNG bytes exactly as on disk}. The pipeline (`pipeline.py`) reads
+encoded PNG bytes exactly as on disk}. The pipeline (`data/pipeline.py`) reads
 records from these or from TFDS ArrayRecordDataSources built by
-`taskonomy.py`, which return the same dicts.
+`shards.py`, which return the same dicts.
 """
 
 from __future__ import annotations
