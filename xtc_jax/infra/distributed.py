@@ -25,9 +25,10 @@ def wanted(flag: bool | None, environ: Mapping[str, str] = os.environ) -> bool:
     """Whether this process should join a multi-process run."""
     if flag is not None:
         return flag
-    indexed_job = "JOB_COMPLETION_INDEX" in environ and int(environ.get("JAX_NUM_PROCESSES") or 1) > 1
-    return (bool(environ.get("JAX_COORDINATOR_ADDRESS"))
-            or int(environ.get("SLURM_NTASKS", "1")) > 1 or indexed_job)  # fmt: skip
+    processes = int(environ.get("JAX_NUM_PROCESSES") or 1)
+    indexed_job = "JOB_COMPLETION_INDEX" in environ and processes > 1
+    slurm = int(environ.get("SLURM_NTASKS", "1")) > 1
+    return bool(environ.get("JAX_COORDINATOR_ADDRESS")) or slurm or indexed_job
 
 
 def process_id(environ: Mapping[str, str] = os.environ) -> int | None:
@@ -68,5 +69,4 @@ def initialize(peer_timeout_seconds: float | None = None) -> None:
           f"{jax.device_count()} devices in all", flush=True)  # fmt: skip
     state = jax_distributed.global_state
     if state.num_processes > 1:
-        watchdog.Watchdog(state.client, state.process_id, state.num_processes, timeout,
-                          state.coordinator_address).start()  # fmt: skip
+        watchdog.Watchdog(state.client, state.process_id, state.num_processes, timeout).start()

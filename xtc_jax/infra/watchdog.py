@@ -1,35 +1,31 @@
 """Ending a multi-process run when one of its processes is lost, instead of hanging.
 
-What jax 0.10.2 does by itself: the coordination service (in process 0) ends
-every process with a C++ fatal error (SIGABRT, a wall of log text) once a
-process missed heartbeats for `heartbeat_timeout_seconds` (default 100 s);
-when process 0 itself dies, the others abort at once (their error polling
-RPC fails). Its Python hook for this (`missed_heartbeat_callback`) cannot be
-used: calling it fails with std::bad_cast and terminates the process.
+What jax 0.10.2 does by itself (kill -9 on 2 CPU processes): the survivor's
+collective fails at once (Gloo "connection reset", a Python exception), and
+its exit then waits in jax's shutdown barrier until the coordination service
+(in process 0) has missed the dead one's heartbeats for
+`heartbeat_timeout_seconds` (default 100 s); then every process ends with a C++
+fatal error (SIGABRT, a wall of log text). When process 0 itself dies, the
+others abort at once (their error polling RPC fails). Its Python hook for this
+(`missed_heartbeat_callback`) cannot be used: calling it fails with std::bad_cast.
 
 So this watchdog, started by `distributed.initialize` with jax's heartbeat set
-to twice its own timeout as a backstop, does two things:
-  * two daemon threads: one writes a counter to the coordination service's
-    key-value store every `interval` seconds and reads everyone's; the other
-    ends this process (one line on stderr naming the lost process, exit 3)
-    once a peer's counter stood still for `timeout` seconds, or the
-    coordinator could not be reached for that long. They only need the GIL
-    for a moment each interval; training steps never wait on them.
-  * a SIGABRT handler for when jax's abort comes first: if the coordinator is
-    unreachable (or a peer is already known lost) it prints the same line and
-    exits 3; any other abort goes on as before.
-A process that exits normally writes "done" first, so peers still finishing
-never count it as lost.
+to twice its own timeout as a backstop, runs two daemon threads: one writes a
+counter to the coordination service's key-value store every `interval`
+seconds and reads everyone's; the other ends this process (one line on
+stderr naming the lost process, exit 3) once a peer's counter stood still for
+`timeout` seconds, or the coordinator could not be reached for that long.
+They only need the GIL for a moment each interval; training steps never wait
+on them. When process 0 (which hosts the coordination service) dies, jax's
+own abort usually ends the others first, within seconds. A process that exits
+normally writes "done" first, so peers still finishing never count it as lost.
 """
 
 from __future__ import annotations
 
 import atexit
-import ctypes
-import faulthandler
+import contextlib
 import os
-import signal
-import socket
 import threading
 import time
 from typing import Any
@@ -37,17 +33,15 @@ from typing import Any
 PREFIX = "xtc_watchdog/"
 EXIT_STATUS = 3
 _DONE = "done"
-_ABORT_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_int)
-_installed: list[Any] = []  # keeps the started watchdog and its C handler alive
+_installed: list[Any] = []  # keeps the started watchdog alive
 
 
 class Watchdog:
     """Heartbeats through `client` (jax's DistributedRuntimeClient) and judges the peers'."""
 
-    def __init__(self, client: Any, process_id: int, num_processes: int, timeout_s: float,
-                 coordinator_address: str) -> None:  # fmt: skip
+    def __init__(self, client: Any, process_id: int, num_processes: int, timeout_s: float):
         self.client, self.process_id, self.num_processes = client, process_id, num_processes
-        self.timeout_s, self.coordinator_address = timeout_s, coordinator_address
+        self.timeout_s = timeout_s
         self.interval_s = min(max(timeout_s / 10, 0.2), 5.0)
         now = time.monotonic()
         self.last_contact = now  # the last time the key-value store answered
@@ -56,19 +50,18 @@ class Watchdog:
         self._write_lock = threading.Lock()
 
     def start(self) -> Watchdog:
-        """Starts both threads, the exit marker and the abort handler."""
+        """Starts both threads and the exit marker."""
         threading.Thread(target=self._beat, name="xtc-watchdog-beat", daemon=True).start()
         threading.Thread(target=self._judge, name="xtc-watchdog-judge", daemon=True).start()
         atexit.register(self._mark_done)
         _installed.append(self)
-        _install_abort_handler(self)
         return self
 
     def lost(self) -> int | None:
         """The process that stopped responding, if any (the coordinator first)."""
-        if not self.exiting and self.process_id != 0:
-            if time.monotonic() - self.last_contact > self.timeout_s:
-                return 0
+        unheard_s = time.monotonic() - self.last_contact
+        if not self.exiting and self.process_id != 0 and unheard_s > self.timeout_s:
+            return 0
         # Measured up to the last answer: when the store is gone, peers do not go stale.
         stale = [(when, p) for p, (value, when) in self.beats.items()
                  if value != _DONE and self.last_contact - when > self.timeout_s]  # fmt: skip
@@ -114,43 +107,5 @@ class Watchdog:
         """At a normal exit: peers still running must not count this process as lost."""
         with self._write_lock:
             self.exiting = True
-            try:
+            with contextlib.suppress(Exception):  # the coordinator is gone: jax reports that
                 self._set(_DONE)
-            except Exception:
-                pass  # the coordinator is gone; jax's own shutdown reports that
-
-    def abort_verdict(self) -> int | None:
-        """`lost`, or 0 when the coordinator refuses connections right now (it died)."""
-        lost = self.lost()
-        if lost is None and self.process_id != 0:
-            host, port = self.coordinator_address.rsplit(":", 1)
-            try:
-                socket.create_connection((host.strip("[]"), int(port)), timeout=2).close()
-            except OSError:
-                return 0
-        return lost
-
-
-def _install_abort_handler(watchdog: Watchdog) -> None:
-    """Our line, not only jax's fatal log, when jax aborts on a lost process (C-level SIGABRT).
-
-    A Python signal handler would never run (abort() kills the process right after the
-    C handler returns), so this one is a ctypes callback. It takes the place of
-    faulthandler's (absl turns that on), so it prints faulthandler's tracebacks itself.
-    """
-    if not hasattr(signal, "SIGABRT"):
-        return
-
-    def on_abort(signum: int) -> None:
-        lost = watchdog.abort_verdict()
-        if lost is not None:
-            watchdog.end(lost)
-        if faulthandler.is_enabled():
-            faulthandler.dump_traceback(all_threads=True)
-        # returning lets abort() go on as usual
-
-    handler = _ABORT_HANDLER(on_abort)
-    libc = ctypes.CDLL(None)
-    libc.signal.argtypes, libc.signal.restype = [ctypes.c_int, _ABORT_HANDLER], ctypes.c_void_p
-    libc.signal(signal.SIGABRT, handler)
-    _installed.append(handler)
