@@ -40,9 +40,10 @@ _BATCHES = flags.DEFINE_integer("batches", 4, "prepare: batches to stream for th
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed",
     None,
-    "Call jax.distributed.initialize() (one process per host or GPU; it auto-detects SLURM, "
-    "Kubernetes and JAX_COORDINATOR_ADDRESS). Default: on when SLURM or JAX_COORDINATOR_ADDRESS "
-    "announce several processes.",
+    "Join a multi-process run with jax.distributed (one process per host or GPU). Default: on "
+    "when SLURM, JAX_COORDINATOR_ADDRESS or a Kubernetes Indexed Job (JOB_COMPLETION_INDEX with "
+    "JAX_NUM_PROCESSES > 1) announce several processes. A lost process ends the others after "
+    "$XTC_PEER_TIMEOUT_SECONDS (default 120).",
 )
 
 

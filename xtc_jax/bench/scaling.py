@@ -5,10 +5,11 @@
 For each device count N a child process is started with
 XLA_FLAGS=--xla_force_host_platform_device_count=N and runs the training step
 of a case (`step_cases.py`) the way the training loop (`training/loop.py`)
-does: state replicated on a one-axis mesh, a fresh host batch of N x per_device_batch examples made a
-global sharded array every step (`sharding.host_batch_to_global`), the step
-jitted with donated state. It reports the step time and the host's share of
-it (building and placing the batch, dispatching the step).
+does: state replicated on a one-axis mesh, a fresh host batch of
+N x per_device_batch examples made a global sharded array every step
+(`sharding.host_batch_to_global`), the step jitted with donated state. It
+reports the step time and the host's share of it (building and placing the
+batch, dispatching the step).
 
 On one CPU the fake devices share the same cores, so the compute per step
 grows with N and the ideal step time is N x the 1-device time; what the

@@ -71,8 +71,8 @@ class ConsistencyMethod:
         )  # fmt: skip
 
     def describe(self) -> str:
-        return (f"{self.plan.target_edge}: {len(self.plan.trainable)} trainable, "
-                f"{len(self.plan.frozen)} frozen networks, epoch = {self.epoch_steps} steps")
+        return (f"{self.plan.target_edge} ({len(self.plan.trainable)} trainable, "
+                f"{len(self.plan.frozen)} frozen networks, epoch = {self.epoch_steps} steps)")
 
     def train_data(self):
         config = self.config

@@ -34,7 +34,7 @@ class Method(Protocol):
     """A training method run by `training.loop.train_and_evaluate`."""
 
     def describe(self) -> str:
-        """What is trained, for the run's first log line (e.g. "rgb->normal, 13 frozen")."""
+        """What is trained, for the run's first log line: "training {describe()} for N steps"."""
         ...
 
     def train_data(self) -> Iterable[dict]:
