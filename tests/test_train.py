@@ -160,6 +160,21 @@ def _run_main(workdir: Path, *flags: str, env_extra=None) -> subprocess.Popen:
     )  # fmt: skip
 
 
+def _finish(process: subprocess.Popen, timeout: int = 300) -> str:
+    """The output of a main-command run, asserting it exited 0."""
+    output = process.stdout.read()
+    assert process.wait(timeout=timeout) == 0, output
+    return output
+
+
+def _wait_until(process: subprocess.Popen, ready, what: str) -> None:
+    """Polls `ready()` while `process` runs (at most 300 s)."""
+    deadline = time.time() + 300
+    while not ready():
+        assert process.poll() is None and time.time() < deadline, what
+        time.sleep(0.05)
+
+
 def _train_losses(workdir: Path) -> dict[int, float]:
     losses = {}
     for line in (workdir / "logs" / "metrics.jsonl").read_text().splitlines():
@@ -188,19 +203,14 @@ def test_two_fake_devices_match_one(tmp_path):
 def test_resume_after_kill_9_continues_steps_and_data_order(tmp_path):
     flags = ("--config.train.steps=24", "--config.train.eval_every=100",
              "--config.train.checkpoint_every=8")  # fmt: skip
-    reference = _run_main(tmp_path / "reference", *flags)
-    assert reference.wait(timeout=300) == 0, reference.stdout.read()
+    _finish(_run_main(tmp_path / "reference", *flags))
 
     victim = _run_main(tmp_path / "killed", *flags)
-    deadline = time.time() + 300
-    while not (tmp_path / "killed" / "checkpoints" / "16").is_dir():
-        assert victim.poll() is None and time.time() < deadline, "no checkpoint before exit"
-        time.sleep(0.2)
+    _wait_until(victim, (tmp_path / "killed" / "checkpoints" / "16").is_dir,
+                "no checkpoint before exit")  # fmt: skip
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    resumed = _run_main(tmp_path / "killed", *flags)
-    output = resumed.stdout.read()
-    assert resumed.wait(timeout=300) == 0, output
+    output = _finish(_run_main(tmp_path / "killed", *flags))
     assert "resumed from step 16" in output or "resumed from step 24" in output
     expected, got = _train_losses(tmp_path / "reference"), _train_losses(tmp_path / "killed")
     late = [s for s in expected if s > 16]
@@ -211,18 +221,14 @@ def test_resume_after_kill_9_continues_steps_and_data_order(tmp_path):
 def test_sigterm_saves_a_checkpoint_exits_0_and_resumes_to_the_same_losses(tmp_path):
     flags = ("--config.train.steps=150", "--config.train.eval_every=150",
              "--config.train.checkpoint_every=150")  # fmt: skip
-    reference = _run_main(tmp_path / "reference", *flags)
-    assert reference.wait(timeout=300) == 0, reference.stdout.read()
+    _finish(_run_main(tmp_path / "reference", *flags))
 
     victim = _run_main(tmp_path / "stopped", *flags)
     metrics = tmp_path / "stopped" / "logs" / "metrics.jsonl"
-    deadline = time.time() + 300
-    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
-        assert victim.poll() is None and time.time() < deadline, "no training before exit"
-        time.sleep(0.05)
+    _wait_until(victim, lambda: metrics.is_file() and len(metrics.read_text().splitlines()) >= 3,
+                "no training before exit")  # fmt: skip
     victim.send_signal(signal.SIGTERM)
-    output = victim.stdout.read()
-    assert victim.wait(timeout=120) == 0, output
+    output = _finish(victim, timeout=120)
     saved = [line for line in output.splitlines() if line.startswith("SIGTERM: saved")]
     assert len(saved) == 1, output
     stopped_at = int(saved[0].split("checkpoint of step ")[1].split()[0])
@@ -230,9 +236,7 @@ def test_sigterm_saves_a_checkpoint_exits_0_and_resumes_to_the_same_losses(tmp_p
     assert (tmp_path / "stopped" / "checkpoints" / str(stopped_at)).is_dir()
     assert not (tmp_path / "stopped" / "export").exists()  # it stopped; it did not finish
 
-    resumed = _run_main(tmp_path / "stopped", *flags)
-    output = resumed.stdout.read()
-    assert resumed.wait(timeout=300) == 0, output
+    output = _finish(_run_main(tmp_path / "stopped", *flags))
     assert f"resumed from step {stopped_at}" in output
     expected, got = _train_losses(tmp_path / "reference"), _train_losses(tmp_path / "stopped")
     assert sorted(got) == list(range(1, 151))
