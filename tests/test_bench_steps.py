@@ -95,3 +95,13 @@ def test_xla_options_variants_parse_and_compare_in_one_process(capsys):
     assert set(result) == {"plain", "fast"} and result["plain"]["speedup"] == 1.0
     assert all(r["ms"] > 0 and 0 <= r["wins"] <= 2 for r in result.values())
     assert "paired speedup vs plain" in capsys.readouterr().out
+
+
+def test_guard_benchmark_times_the_plain_and_guarded_steps(capsys):
+    from xtc_jax.bench import guard
+
+    result = guard.main(["--case", "unet_cpu", "--batch", "1", "--rounds", "2", "--steps", "1"])
+    assert {"plain", "guard_raise", "guard_skip"} <= set(result)
+    assert result["plain"]["ratio_to_plain"] == 1.0
+    assert all(result[k]["median_ms"] > 0 for k in ("plain", "guard_raise", "guard_skip"))
+    assert "guard_skip" in capsys.readouterr().out

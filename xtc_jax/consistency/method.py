@@ -25,6 +25,7 @@ from xtc_jax.infra import workdir as workdir_lib
 from xtc_jax.training import metrics as metrics_lib
 from xtc_jax.training import optim
 from xtc_jax.training.evaluator import Evaluator
+from xtc_jax.training.loop import train_and_evaluate
 
 
 def steps_per_epoch(config, examples: int) -> int:
@@ -137,7 +138,5 @@ class ConsistencyMethod:
 
 def train(config, workdir: str, log: Callable[[str], None]) -> dict:
     """One consistency (or transfer) run of `config` in run folder `workdir`."""
-    from xtc_jax.training.loop import train_and_evaluate
-
     method = ConsistencyMethod(config, workdir, log)
     return train_and_evaluate(method, config.train, config.seed, workdir, log)

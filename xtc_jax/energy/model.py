@@ -29,6 +29,7 @@ from xtc_jax.consistency.plan import make_plan
 from xtc_jax.energy.terms import Standardisation, image_terms, pixel_terms
 from xtc_jax.errors import ConfigError, DataError
 from xtc_jax.infra import export as export_lib
+from xtc_jax.infra import workdir as workdir_lib
 from xtc_jax.models.edges import edge_key
 
 MODELS = ("consistency", "baseline", "direct")
@@ -77,7 +78,7 @@ def model_export(config, workdir: str, model: str, log: Callable[[str], None]) -
         experiment.ensure_networks(config, workdir, [edge], log)
         return frozen.export_dir(config, workdir, edge)
     if model in experiment.model_dirs(workdir):
-        path = os.path.join(experiment.model_dirs(workdir)[model], "export")
+        path = workdir_lib.export(experiment.model_dirs(workdir)[model])
         if not os.path.isdir(path):
             raise DataError(
                 f"{path} does not exist: train the {model} model first with "
