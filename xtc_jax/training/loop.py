@@ -121,11 +121,12 @@ def train_and_evaluate(
             host = dict(host, skipped_updates=skipped)
         writer.write_scalars(done, host, split="train")
 
-    def save(done: int, force_metrics: bool) -> None:
+    def save(done: int, evaluated: bool) -> None:
+        """A checkpoint of `done`; ranked by the val metrics when they are this step's."""
         nonlocal last_good
         meta = dict(method.checkpoint_meta(), skipped_updates=skipped)
         checkpoints.save(done, state, data_iterator=iterator, meta=meta, force=True,
-                         metrics=metrics if train.best_metric and force_metrics else None)
+                         metrics=metrics if train.best_metric and evaluated else None)
         last_good = done
 
     with PreemptionSignal() as preemption:
@@ -148,10 +149,11 @@ def train_and_evaluate(
             if due_checkpoint:  # only a step known to be finite is saved
                 settle(*pending)
                 pending = None
-            if done % train.eval_every == 0 or done == total:
+            evaluated = done % train.eval_every == 0 or done == total
+            if evaluated:
                 metrics = method.evaluate(state, constants, done, writer)
             if due_checkpoint:
-                save(done, force_metrics=done % train.eval_every == 0 or done == total)
+                save(done, evaluated)
             if stop:
                 checkpoints.wait()
                 checkpoints.close()
@@ -159,9 +161,7 @@ def train_and_evaluate(
                 log(f"SIGTERM: saved a checkpoint of step {done} in {checkpoint_dir}; "
                     "rerun the same command to resume")
                 raise Preempted(done, checkpoint_dir)
-    if pending is not None:
-        settle(*pending)
-    checkpoints.wait()
+    checkpoints.wait()  # the last step was a checkpoint step: every step's metrics are settled
     checkpoints.close()
     if not metrics and start >= total:
         metrics = method.evaluate(state, constants, total, writer)
