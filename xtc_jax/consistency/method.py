@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from xtc_jax.consistency import frozen, selection
-from xtc_jax.consistency.plan import make_plan
+from xtc_jax.consistency.plan import Plan, make_plan
 from xtc_jax.consistency.step import make_train_step
 from xtc_jax.data import pipeline, prepare
 from xtc_jax.infra import export as export_lib
@@ -31,6 +31,24 @@ from xtc_jax.training.loop import train_and_evaluate
 def steps_per_epoch(config, examples: int) -> int:
     """config.train.steps_per_epoch, or the original's N / (400 * batch) (at least 1)."""
     return config.train.steps_per_epoch or max(1, examples // (400 * config.batch_size))
+
+
+def _evaluator(config, plan: Plan, source, workdir: str) -> Evaluator:
+    """The target network's held-out metrics, and image grids of the config's plot paths."""
+    supervised = plan.supervised
+    pred, target = plan.paths[supervised.pred], plan.paths[supervised.target]
+
+    def metric_fn(params, batch):
+        values = plan.graph.evaluate(params, batch, {"pred": pred, "target": target})
+        return metrics_lib.target_metrics(values["pred"], values["target"], supervised.domain)
+
+    plots = {p: plan.paths[p] for p in config.plots}
+    return Evaluator(
+        source, config.data.domains, config.data.resolution, config.batch_size,
+        config.train.eval_batches, metric_fn,
+        plot_fn=lambda params, batch: plan.graph.evaluate(params, batch, plots),
+        plot_names=list(config.plots), plot_dir=workdir_lib.plots(workdir), seed=config.seed,
+    )  # fmt: skip
 
 
 class ConsistencyMethod:
@@ -55,21 +73,7 @@ class ConsistencyMethod:
         self.chosen: tuple[str, ...] = ()
         self.winrates: dict[str, float] = {}
         self._start: int | None = None  # the first step this process runs
-        plan = self.plan
-        supervised = plan.supervised
-        pred, target = plan.paths[supervised.pred], plan.paths[supervised.target]
-
-        def metric_fn(params, batch):
-            values = plan.graph.evaluate(params, batch, {"pred": pred, "target": target})
-            return metrics_lib.target_metrics(values["pred"], values["target"], supervised.domain)
-
-        plots = {p: plan.paths[p] for p in config.plots}
-        self.evaluator = Evaluator(
-            val_source, config.data.domains, config.data.resolution, config.batch_size,
-            config.train.eval_batches, metric_fn,
-            plot_fn=lambda params, batch: plan.graph.evaluate(params, batch, plots),
-            plot_names=list(config.plots), plot_dir=workdir_lib.plots(workdir), seed=config.seed,
-        )  # fmt: skip
+        self.evaluator = _evaluator(config, self.plan, val_source, workdir)
 
     def describe(self) -> str:
         return (f"{self.plan.target_edge} ({len(self.plan.trainable)} trainable, "
