@@ -179,3 +179,29 @@ def test_a_process_killed_with_9_ends_the_other_naming_it(tmp_path):
     assert status != 0, output
     assert "error: process 1 of 2 stopped responding (lost); ending this one" in output, output
     print(f"process 0 ended {elapsed:.1f} s after process 1 was killed, status {status}")
+
+
+def test_a_process_that_fails_ends_the_other_naming_it(tmp_path):
+    """A process leaving on an error (here a missing warm start) goes silent at once, though
+    jax's exit hook keeps it waiting in the shutdown barrier; its peer ends after the timeout."""
+    timeout_s, margin_s = 10, 60
+    port, processes = _free_port(), []
+    long_run = ["--config.train.steps=100000", "--config.train.eval_every=100000",
+                "--config.train.checkpoint_every=100000"]  # fmt: skip
+    logs = [tmp_path / f"process{index}.log" for index in range(2)]
+    try:
+        for index in range(2):
+            fails = [f"--config.train.init_from={tmp_path / 'no_export'}"] if index else []
+            command = [sys.executable, "-m", "xtc_jax.main", f"--config={CONFIG}",
+                       f"--workdir={tmp_path / 'run'}", *TINY, *long_run, *fails]  # fmt: skip
+            env = dict(_base_env(tmp_path), JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+                       JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(index),
+                       **{distributed.PEER_TIMEOUT_ENV: str(timeout_s)})  # fmt: skip
+            processes.append(_start(command, env, logs[index]))
+        statuses = _wait_all(processes[:1], START_S + timeout_s + margin_s)
+    finally:
+        _stop(processes)
+    failed, survivor = logs[1].read_text(), logs[0].read_text()
+    assert f"error: {tmp_path / 'no_export'} does not exist" in failed, failed
+    assert statuses[0] not in (None, 0), survivor
+    assert "error: process 1 of 2 stopped responding (lost); ending this one" in survivor, survivor

@@ -85,7 +85,9 @@ def main(argv: list[str]) -> None:
         distributed.initialize()
     try:
         MODES[_MODE.value](config, workdir)
+        distributed.finish()
     except Preempted:
+        distributed.finish()  # every process stopped at the same step
         sys.exit(0)  # the loop saved a checkpoint and said so; rerun to resume
     except XtcError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -70,3 +70,10 @@ def initialize(peer_timeout_seconds: float | None = None) -> None:
     state = jax_distributed.global_state
     if state.num_processes > 1:
         watchdog.Watchdog(state.client, state.process_id, state.num_processes, timeout).start()
+
+
+def finish() -> None:
+    """Marks this process's run finished for the watchdog (a no-op without one)."""
+    from xtc_jax.infra import watchdog
+
+    watchdog.mark_done()

@@ -17,8 +17,10 @@ stderr naming the lost process, exit 3) once a peer's counter stood still for
 `timeout` seconds, or the coordinator could not be reached for that long.
 They only need the GIL for a moment each interval; training steps never wait
 on them. When process 0 (which hosts the coordination service) dies, jax's
-own abort usually ends the others first, within seconds. A process that exits
-normally writes "done" first, so peers still finishing never count it as lost.
+own abort usually ends the others first, within seconds. A process whose run
+finished writes "done" first (`mark_done`), so peers still finishing never count
+it as lost; one that ends on an error does not, and its peers end after the
+timeout, naming it.
 """
 
 from __future__ import annotations
@@ -50,12 +52,22 @@ class Watchdog:
         self._write_lock = threading.Lock()
 
     def start(self) -> Watchdog:
-        """Starts both threads and the exit marker."""
+        """Starts both threads; at interpreter exit this process stops beating.
+
+        Registered after jax.distributed's own exit hook, so it runs first: a process
+        leaving on an error, which then waits in jax's shutdown barrier, goes silent
+        at once, and its peers count it lost after the timeout.
+        """
         threading.Thread(target=self._beat, name="xtc-watchdog-beat", daemon=True).start()
         threading.Thread(target=self._judge, name="xtc-watchdog-judge", daemon=True).start()
-        atexit.register(self._mark_done)
+        atexit.register(self.stop)
         _installed.append(self)
         return self
+
+    def stop(self) -> None:
+        """No more beats from this process (it is leaving); it still ends on a lost peer."""
+        with self._write_lock:
+            self.exiting = True
 
     def lost(self) -> int | None:
         """The process that stopped responding, if any (the coordinator first)."""
@@ -103,9 +115,19 @@ class Watchdog:
     def _set(self, value: str) -> None:
         self.client.key_value_set(f"{PREFIX}{self.process_id}", value, allow_overwrite=True)
 
-    def _mark_done(self) -> None:
-        """At a normal exit: peers still running must not count this process as lost."""
+    def mark_done(self) -> None:
+        """After a finished run: peers still running must not count this process as lost."""
         with self._write_lock:
             self.exiting = True
             with contextlib.suppress(Exception):  # the coordinator is gone: jax reports that
                 self._set(_DONE)
+
+
+def mark_done() -> None:
+    """Tells the peers this process finished its work (`distributed.finish`).
+
+    Only a finished run says so: a process that ends on an error stops
+    beating without it, and its peers end after the timeout, naming it.
+    """
+    for watchdog in _installed:
+        watchdog.mark_done()
