@@ -1,1 +1,1 @@
-"""apps"""
+"""User-facing tools built on the exports: the demo."""

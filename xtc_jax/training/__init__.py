@@ -1,1 +1,1 @@
-"""training"""
+"""The one training loop (`loop.py`) and what it needs, for any method (`method.py`)."""

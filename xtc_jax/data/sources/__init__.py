@@ -1,1 +1,1 @@
-"""data/sources"""
+"""Where records come from: built shards (`shards.py`), a raw tree in place (`raw.py`), splits."""
