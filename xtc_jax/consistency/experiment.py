@@ -26,6 +26,7 @@ from xtc_jax.consistency import frozen
 from xtc_jax.consistency.config import transfer_config
 from xtc_jax.consistency.method import train
 from xtc_jax.consistency.plan import make_plan
+from xtc_jax.data import prepare
 from xtc_jax.infra import atomic
 from xtc_jax.infra import workdir as workdir_lib
 from xtc_jax.infra.writers import log as log_line
@@ -88,6 +89,7 @@ def run(config, workdir: str, log: Callable[[str], None] = log_line) -> dict:
     config = resolve_dirs(config, workdir)
     plan = make_plan(config)  # every config error before any data or compilation
     check_train_config(config.train)
+    prepare.data_location(config.data, workdir)  # the data stage first: every run reads it
     ensure_networks(config, workdir, plan.frozen, log)
     if not plan.perceptual:
         return {"model": train(config, workdir, log)}
