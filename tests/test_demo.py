@@ -139,3 +139,21 @@ def test_energy_model_terms_match_the_core_functions(workdir):
     assert set(out["terms"]) == {energy_terms.term_name(energy_terms.DIRECT, "reshading")}
     np.testing.assert_allclose(out["pixels"]["reshading"].mean(axis=(1, 2)),
                                out["terms"]["percep__reshading"], rtol=1e-5)  # fmt: skip
+
+
+def test_load_network_is_the_public_entry_point(tmp_path):
+    import xtc_jax
+    from xtc_jax.consistency.graph import TaskGraph as Graph
+
+    path = _export(tmp_path / "export", "rgb->normal", 3)
+    net = xtc_jax.load_network(path)
+    assert (net.src, net.dst, net.resolution) == ("rgb", "normal", RES)
+    x = np.random.default_rng(0).random((2, RES, RES, 3), dtype=np.float32)
+    graph = Graph({"rgb->normal": SPEC})
+    apply = jax.jit(lambda params, x: graph.apply("rgb->normal", params, x))
+    expected = apply(export_lib.load_exported(path)[0], x)
+    # The same network; only XLA's fusion and reduction order may differ between programs.
+    np.testing.assert_allclose(net(x), np.asarray(expected), atol=1e-4 * np.abs(expected).max())
+    assert net(x).shape == (2, RES, RES, 3)
+    with pytest.raises(DataError, match=r"takes \(N, H, W, 3\) arrays of rgb; got shape \(16,"):
+        net(x[0])

@@ -19,6 +19,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from xtc_jax import domains as domains_lib
 from xtc_jax.errors import DataError
 from xtc_jax.infra.checkpoint import to_json
 from xtc_jax.models.edges import edge_key, edge_network
@@ -147,7 +148,15 @@ class ExportedNetwork:
         self._apply = jax.jit(lambda params, x: module.apply({"params": params}, x))
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self._apply(self.params, np.asarray(x, np.float32)))
+        """(N, H, W, C) float32 in the src domain's encoding -> (N, H, W, C') of dst."""
+        x = np.asarray(x, np.float32)
+        channels = domains_lib.get(self.src).channels
+        if x.ndim != 4 or x.shape[-1] != channels:
+            raise DataError(
+                f"{self.path} ({self.edge}) takes (N, H, W, {channels}) arrays of "
+                f"{self.src}; got shape {x.shape}. Add a batch axis with x[None] if needed."
+            )
+        return np.asarray(self._apply(self.params, x))
 
     def jax_apply(self, params, x):
         """The traceable function, for use inside another jitted function."""
