@@ -1,0 +1,1 @@
+"""Converting the original PyTorch checkpoints: `.pth` reading without torch (`pth.py`)."""
