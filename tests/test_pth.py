@@ -42,10 +42,13 @@ def test_files_that_are_not_checkpoints_get_one_message_naming_them(tmp_path):
         read_pth(tmp_path / "number.pth")
 
 
-torch = pytest.importorskip("torch")
+@pytest.fixture
+def torch():
+    """torch writes the files these tests read (skipped where torch is absent)."""
+    return pytest.importorskip("torch")
 
 
-def _state_dict():
+def _state_dict(torch):
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.GroupNorm(2, 4))
     with torch.no_grad():
@@ -57,15 +60,16 @@ def _state_dict():
 def _same(got, want) -> None:
     assert list(got) == list(want)
     for key, tensor in want.items():
-        expected = tensor.float().numpy() if tensor.dtype == torch.bfloat16 else tensor.numpy()
-        value = got[key].astype(np.float32) if tensor.dtype == torch.bfloat16 else got[key]
+        bf16 = str(tensor.dtype) == "torch.bfloat16"  # NumPy has no bfloat16: compare as float32
+        expected = tensor.float().numpy() if bf16 else tensor.numpy()
+        value = got[key].astype(np.float32) if bf16 else got[key]
         assert value.dtype == expected.dtype and value.flags.c_contiguous, key
         np.testing.assert_array_equal(value, expected, err_msg=key)
 
 
 @pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
-def test_both_formats_read_every_tensor_bit_for_bit(tmp_path, zip_format):
-    tensors = dict(_state_dict())
+def test_both_formats_read_every_tensor_bit_for_bit(tmp_path, zip_format, torch):
+    tensors = dict(_state_dict(torch))
     tensors.update(
         half=torch.randn(2, 5).half(), bf16=torch.randn(3).bfloat16(), scalar=torch.tensor(3),
         transposed=torch.arange(6).reshape(2, 3).t(), flags=torch.tensor([True, False]),
@@ -76,8 +80,8 @@ def test_both_formats_read_every_tensor_bit_for_bit(tmp_path, zip_format):
 
 
 @pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
-def test_the_originals_layouts_read_as_they_were_saved(tmp_path, zip_format):
-    state = _state_dict()
+def test_the_originals_layouts_read_as_they_were_saved(tmp_path, zip_format, torch):
+    state = _state_dict(torch)
     prefixed = {f"parallel_apply.module.{k}": v for k, v in state.items()}  # DataParallelModel
     net = torch.nn.Linear(2, 2)
     wrapped = {"state_dict": prefixed, "optimizer": torch.optim.Adam(net.parameters()).state_dict()}
@@ -99,19 +103,19 @@ def test_the_originals_layouts_read_as_they_were_saved(tmp_path, zip_format):
             _same(got, obj)
 
 
-def test_a_legacy_file_saved_from_cuda_0_reads_on_a_cpu_machine(tmp_path, monkeypatch):
+def test_a_legacy_file_saved_from_cuda_0_reads_on_a_cpu_machine(tmp_path, monkeypatch, torch):
     # torch tags each storage with its device when saving; a GPU run tags "cuda:0".
     monkeypatch.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
-    state = _state_dict()
+    state = _state_dict(torch)
     path = tmp_path / "gpu.pth"
     torch.save(state, path, _use_new_zipfile_serialization=False)
     assert b"cuda:0" in path.read_bytes()
     _same(read_pth(path), state)
 
 
-def test_a_cut_file_is_named_not_silently_short(tmp_path):
+def test_a_cut_file_is_named_not_silently_short(tmp_path, torch):
     path = tmp_path / "cut.pth"
-    torch.save(_state_dict(), path, _use_new_zipfile_serialization=False)
+    torch.save(_state_dict(torch), path, _use_new_zipfile_serialization=False)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 40])
     with pytest.raises(DataError, match=r"cut\.pth is truncated"):
