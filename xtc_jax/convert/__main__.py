@@ -1,0 +1,42 @@
+"""`python -m xtc_jax.convert FILE.pth [FILE.pth ...] --out DIR`: the original's models as exports.
+
+Each file becomes an export folder DIR/<file stem>/ (a training graph.pth:
+one per edge) that the demo, the energy command, train.init_from and a frozen
+network's networks[edge].checkpoint accept. The edge and architecture come
+from the original's file names (rgb2normal_consistency.pth, normal2curvature.pth,
+...); --edge src->dst --arch NAME [--downsample N] name them for a renamed file.
+torch is not needed: files are read by a restricted unpickler that never runs
+anything a file names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m xtc_jax.convert", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("files", nargs="+", help="the original's .pth files")
+    parser.add_argument("--out", required=True, help="folder for the export folders")
+    parser.add_argument("--edge", default="", help="src->dst, for a file not named SRC2DST.pth")
+    parser.add_argument("--arch", default="", help="unet, unet_reshade, unet_depth, dense1by1")
+    parser.add_argument("--downsample", type=int, default=None, help="UNet depth (default: table)")
+    args = parser.parse_args(argv)
+    from xtc_jax.convert.command import convert_file
+    from xtc_jax.errors import XtcError
+
+    try:
+        for path in args.files:
+            convert_file(path, args.out, args.edge, args.arch, args.downsample)
+    except XtcError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

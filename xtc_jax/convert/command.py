@@ -1,0 +1,101 @@
+"""The conversion itself: a published `.pth` file -> an export folder every command accepts.
+
+`convert_file(path, out)` reads the file without torch (`pth.py`), takes the
+original's wrappers off, finds the edge and architecture from the file name
+(`table.py`) unless `edge`/`arch` say otherwise, maps the keys to Flax params
+(`names.py`), checks every key and shape against the architecture, and writes
+`{out}/{file stem}/` with `infra.export.export_model`. A training `graph.pth`
+(`{"('src', 'dst')": state_dict}`) becomes one export per edge,
+`{out}/{stem}_{src}__{dst}/`.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+from collections.abc import Callable, Mapping
+
+from xtc_jax import domains as domains_lib
+from xtc_jax.convert import names, table
+from xtc_jax.convert.pth import read_pth
+from xtc_jax.errors import ConfigError
+from xtc_jax.infra import export as export_lib
+from xtc_jax.models import param_shapes
+from xtc_jax.models.edges import edge_key, edge_network, split_edge
+
+#: Exports of the published networks are for the paper's 256 x 256 inputs.
+RESOLUTION = 256
+#: Architectures whose spec has a downsample count (the others have a fixed depth).
+_WITH_DOWNSAMPLE = ("unet", "unet_reshade")
+
+
+def network_spec(arch: str, downsample: int) -> dict:
+    """The `networks[edge]` spec of a published network: full width, the original's depth."""
+    spec = {"arch": arch}
+    if arch in _WITH_DOWNSAMPLE:
+        spec.update(downsample=int(downsample), width=1.0)
+    return spec
+
+
+def _graph_edges(obj) -> dict[tuple[str, str], Mapping] | None:
+    """A training graph.pth's {(src, dst): state_dict}, or None for any other file."""
+    if not isinstance(obj, Mapping) or not obj:
+        return None
+    edges = {}
+    for key, value in obj.items():
+        try:
+            pair = ast.literal_eval(str(key))
+        except (ValueError, SyntaxError):
+            return None
+        if not (isinstance(pair, tuple) and len(pair) == 2 and isinstance(value, Mapping)):
+            return None
+        edges[pair] = value
+    return edges
+
+
+def _convert(state: Mapping, path: str, edge: str, arch: str, downsample: int,
+             directory: str) -> str:  # fmt: skip
+    spec = network_spec(arch, downsample)
+    src, dst = split_edge(edge)
+    params = names.to_flax(names.state_dict_of(state, path))
+    expected = param_shapes(edge_network(edge, spec), 64, domains_lib.get(src).channels)
+    names.check_shapes(params, expected, path, f"{arch}" + (f" (downsample {downsample})"
+                                                           if arch in _WITH_DOWNSAMPLE else ""))
+    model_config = dict(spec, edge=edge_key(src, dst), src=src, dst=dst, resolution=RESOLUTION)
+    export_lib.export_model(directory, params, model_config)
+    return directory
+
+
+def convert_file(path: str, out: str, edge: str = "", arch: str = "",
+                 downsample: int | None = None, log: Callable[[str], None] = print
+                 ) -> dict[str, dict]:  # fmt: skip
+    """Converts one file; returns {export folder: {file, edge, arch, downsample}}."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    obj = read_pth(path)
+    graph = _graph_edges(obj)
+    jobs = []
+    if graph is not None:
+        for (src, dst), state in graph.items():
+            identity = table.identify(f"{src}2{dst}.pth")
+            folder = os.path.join(out, f"{stem}_{identity.edge.replace('->', '__')}")
+            jobs.append((state, identity.edge, identity.arch, identity.downsample, folder))
+    else:
+        if bool(edge) != bool(arch):
+            raise ConfigError("--edge and --arch go together: name both, or neither to read "
+                              "them from the original's file name.")  # fmt: skip
+        if edge:
+            depth = 5 if downsample is None else downsample
+            identity = table.Identity(edge_key(*split_edge(edge)), arch, depth)
+        else:
+            identity = table.identify(path)
+            if downsample is not None:
+                identity = table.Identity(identity.edge, identity.arch, downsample)
+        jobs.append((obj, identity.edge, identity.arch, identity.downsample,
+                     os.path.join(out, stem)))  # fmt: skip
+    written = {}
+    for state, job_edge, job_arch, job_downsample, folder in jobs:
+        _convert(state, path, job_edge, job_arch, job_downsample, folder)
+        written[folder] = {"file": os.path.abspath(path), "edge": job_edge, "arch": job_arch,
+                           "downsample": job_downsample}  # fmt: skip
+        log(f"{path} -> {folder} ({job_edge}, {job_arch})")
+    return written
