@@ -187,3 +187,39 @@ def test_a_renamed_file_converts_with_edge_and_arch(tmp_path, torch):
                             "--downsample=3"], cwd=REPO, capture_output=True, text=True,
                            timeout=300)  # fmt: skip
     assert wrong.returncode == 2 and "lacks 'down_blocks.2" in wrong.stderr, wrong.stderr
+
+
+def test_an_export_goes_back_to_the_originals_keys_without_torch(tmp_path):
+    from xtc_jax.convert.command import export_to_torch
+    from xtc_jax.convert.pth import read_pth
+    from xtc_jax.infra.export import export_model
+
+    params = random_params(build("dense1by1", width=0.25), 8, 3, np.random.default_rng(4))
+    export_model(tmp_path / "export", params, {"arch": "dense1by1", "width": 0.25})
+    export_to_torch(str(tmp_path / "export"), str(tmp_path / "back.pth"), log=lambda _: None)
+    state = read_pth(tmp_path / "back.pth")
+    assert list(state)[:2] == ["decoder.0.bn.bias", "decoder.0.bn.weight"]
+    jax.tree.map(np.testing.assert_array_equal, names.to_flax(state),
+                 jax.tree.map(np.asarray, params))  # fmt: skip
+
+
+def test_pth_to_export_to_pth_reproduces_every_tensor(tmp_path, torch):
+    from xtc_jax.convert.command import convert_file
+
+    net, state = _original_state(torch, "unet", {"downsample": 3, "out_channels": 1}, 3, seed=5)
+    torch.save(state, tmp_path / "rgb2keypoints2d_new.pth", _use_new_zipfile_serialization=False)
+    convert_file(str(tmp_path / "rgb2keypoints2d_new.pth"), str(tmp_path / "out"),
+                 log=lambda _: None)  # fmt: skip
+    back = tmp_path / "back.pth"
+    result = subprocess.run(
+        [sys.executable, "-m", "xtc_jax.convert", "--to_torch",
+         str(tmp_path / "out" / "rgb2keypoints2d_new"), str(back)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    loaded = torch.load(back, weights_only=True)  # torch's safe loader reads it
+    assert sorted(loaded) == sorted(state)  # the same keys (in Flax's sorted order)
+    for key, tensor in state.items():
+        assert torch.equal(loaded[key], tensor), key
+    net.load_state_dict({re.sub(r"([a-z]+)\.(\d+)\.", r"\1_\2.", k): v
+                         for k, v in loaded.items()})  # the twin takes it back, strictly

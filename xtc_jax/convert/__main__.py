@@ -1,12 +1,15 @@
 """`python -m xtc_jax.convert FILE.pth [FILE.pth ...] --out DIR`: the original's models as exports.
 
+    python -m xtc_jax.convert --to_torch EXPORT_DIR OUT.pth   (and back)
+
 Each file becomes an export folder DIR/<file stem>/ (a training graph.pth:
 one per edge) that the demo, the energy command, train.init_from and a frozen
 network's networks[edge].checkpoint accept. The edge and architecture come
 from the original's file names (rgb2normal_consistency.pth, normal2curvature.pth,
 ...); --edge src->dst --arch NAME [--downsample N] name them for a renamed file.
 torch is not needed: files are read by a restricted unpickler that never runs
-anything a file names.
+anything a file names. --to_torch writes an export as the original's plain
+state_dict (its key names and layouts), for the original repository's demo.py.
 """
 
 from __future__ import annotations
@@ -20,16 +23,25 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m xtc_jax.convert", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    parser.add_argument("files", nargs="+", help="the original's .pth files")
-    parser.add_argument("--out", required=True, help="folder for the export folders")
+    parser.add_argument("files", nargs="+", help="the original's .pth files (--to_torch: "
+                        "EXPORT_DIR OUT.pth)")
+    parser.add_argument("--out", default="", help="folder for the export folders")
+    parser.add_argument("--to_torch", action="store_true", help="export folder -> .pth")
     parser.add_argument("--edge", default="", help="src->dst, for a file not named SRC2DST.pth")
     parser.add_argument("--arch", default="", help="unet, unet_reshade, unet_depth, dense1by1")
     parser.add_argument("--downsample", type=int, default=None, help="UNet depth (default: table)")
     args = parser.parse_args(argv)
-    from xtc_jax.convert.command import convert_file
+    from xtc_jax.convert.command import convert_file, export_to_torch
     from xtc_jax.errors import XtcError
 
+    if args.to_torch and len(args.files) != 2:
+        parser.error("--to_torch takes two arguments: EXPORT_DIR OUT.pth")
+    if not args.to_torch and not args.out:
+        parser.error("--out DIR is required: the folder for the export folders")
     try:
+        if args.to_torch:
+            export_to_torch(*args.files)
+            return 0
         for path in args.files:
             convert_file(path, args.out, args.edge, args.arch, args.downsample)
     except XtcError as error:

@@ -99,3 +99,15 @@ def convert_file(path: str, out: str, edge: str = "", arch: str = "",
                            "downsample": job_downsample}  # fmt: skip
         log(f"{path} -> {folder} ({job_edge}, {job_arch})")
     return written
+
+
+def export_to_torch(export_dir: str, out: str, log: Callable[[str], None] = print) -> str:
+    """An export folder as the original's plain state_dict `.pth` (its key names and layouts),
+    which the original repository's `load_state_dict` and `torch.load` read."""
+    from xtc_jax.convert.write_pth import write_pth
+
+    params, model_config = export_lib.load_exported(export_dir)
+    path = write_pth(out, names.to_torch(params))
+    what = f"{model_config.get('edge', '?')}, {model_config.get('arch', '?')}"
+    log(f"{export_dir} ({what}) -> {path}")
+    return path
