@@ -223,3 +223,26 @@ def test_pth_to_export_to_pth_reproduces_every_tensor(tmp_path, torch):
         assert torch.equal(loaded[key], tensor), key
     net.load_state_dict({re.sub(r"([a-z]+)\.(\d+)\.", r"\1_\2.", k): v
                          for k, v in loaded.items()})  # the twin takes it back, strictly
+
+
+def test_a_models_dir_converts_every_known_file_and_writes_an_index(tmp_path, torch):
+    import json
+
+    models = tmp_path / "models"
+    models.mkdir()
+    net, state = _original_state(torch, "dense1by1", {}, 3, seed=6)
+    torch.save(state, models / "normal2curvature.pth")
+    torch.save({}, models / "principal_curvature2normal.pth")  # UNetOld2: not yet buildable
+    (models / "README.txt").write_text("not a checkpoint")
+    result = subprocess.run(
+        [sys.executable, "-m", "xtc_jax.convert", "--models_dir", str(models),
+         "--out", str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    assert index["converted"]["normal2curvature.pth"] == {
+        "file": str(models / "normal2curvature.pth"), "edge": "normal->principal_curvature",
+        "arch": "dense1by1", "downsample": 0, "export": str(tmp_path / "out" / "normal2curvature"),
+    }  # fmt: skip
+    assert "UNetOld2" in index["skipped"]["principal_curvature2normal.pth"]
+    _assert_same_function(torch, net, tmp_path / "out" / "normal2curvature", 3)

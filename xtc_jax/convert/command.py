@@ -111,3 +111,35 @@ def export_to_torch(export_dir: str, out: str, log: Callable[[str], None] = prin
     what = f"{model_config.get('edge', '?')}, {model_config.get('arch', '?')}"
     log(f"{export_dir} ({what}) -> {path}")
     return path
+
+
+def convert_models_dir(models_dir: str, out: str, log: Callable[[str], None] = print) -> dict:
+    """Converts every known file of a MODELS_DIR; writes and returns {out}/index.json.
+
+    index.json: {"converted": {file: {"edge", "arch", "downsample", "export"}},
+    "skipped": {file: reason}} (a name outside the table, or an architecture this
+    version cannot build yet).
+    """
+    from xtc_jax.infra import atomic
+
+    if not os.path.isdir(models_dir):
+        raise ConfigError(f"--models_dir {models_dir} is not a folder of the original's .pth "
+                          "files.")  # fmt: skip
+    files = sorted(f for f in os.listdir(models_dir) if f.endswith(".pth"))
+    if not files:
+        raise ConfigError(f"--models_dir {models_dir} holds no .pth file.")
+    index: dict[str, dict] = {"converted": {}, "skipped": {}}
+    for name in files:
+        path = os.path.join(models_dir, name)
+        try:
+            table.identify(path)
+        except ConfigError as error:
+            index["skipped"][name] = str(error)
+            log(f"skipped {name}: {error}")
+            continue
+        for folder, info in convert_file(path, out, log=log).items():
+            index["converted"][name] = dict(info, export=os.path.abspath(folder))
+    os.makedirs(out, exist_ok=True)
+    atomic.write_json(os.path.join(out, "index.json"), index)
+    log(f"converted {len(index['converted'])} of {len(files)} files; {out}/index.json")
+    return index
