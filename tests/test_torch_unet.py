@@ -24,7 +24,10 @@ from xtc_jax.models import count_params as flax_count_params  # noqa: E402
 CASES = [
     ("unet", {"downsample": 2, "width": 0.25, "out_channels": 2}, 1, 32),
     ("unet_reshade", {"downsample": 3, "width": 0.25, "out_channels": 1}, 3, 32),
-    ("unet_depth", {"width": 0.25}, 3, 32),
+    # 64 px, not 32: UNetDepth pools 5 times, and at 32 px its bottleneck is 1x1, where a
+    # GroupNorm of one pixel makes the float32 input gradient ill-conditioned (5% off float64,
+    # measured on an AMD EPYC; within 1e-4 at 64 px), so the outcome depended on the CPU.
+    ("unet_depth", {"width": 0.25}, 3, 64),
     ("dense1by1", {"width": 0.5}, 3, 16),
 ]
 
@@ -65,7 +68,9 @@ def test_torch_twin_matches_flax(arch, kwargs, in_channels, resolution):
     torch.mean(torch.abs(y_torch - 0.5)).backward()
 
     y_torch_nhwc = y_torch.detach().numpy().transpose(0, 2, 3, 1)
-    np.testing.assert_allclose(y_torch_nhwc, np.asarray(y_flax), rtol=0, atol=1e-4)
+    scale = float(np.abs(np.asarray(y_flax)).max())  # 1e-4 of the output's scale
+    tolerance = max(scale, 1.0)
+    np.testing.assert_allclose(y_torch_nhwc, np.asarray(y_flax), rtol=0, atol=1e-4 * tolerance)
     _assert_grads_close(x_torch.grad.numpy().transpose(0, 2, 3, 1), np.asarray(g_flax))
 
     # channels_last computes the same function. Looser: torch's CPU GroupNorm kernel for
@@ -73,7 +78,8 @@ def test_torch_twin_matches_flax(arch, kwargs, in_channels, resolution):
     net_cl = net.to(memory_format=torch.channels_last)
     with torch.no_grad():
         y_cl = net_cl(x_torch.detach().to(memory_format=torch.channels_last))
-    np.testing.assert_allclose(y_cl.numpy().transpose(0, 2, 3, 1), np.asarray(y_flax), atol=1e-3)
+    np.testing.assert_allclose(y_cl.numpy().transpose(0, 2, 3, 1), np.asarray(y_flax),
+                               atol=1e-3 * tolerance)  # fmt: skip
 
 
 def test_load_flax_params_rejects_a_mismatched_tree():
