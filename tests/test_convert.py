@@ -75,14 +75,15 @@ def test_a_checkpoint_of_another_architecture_names_the_first_difference():
     ("sobel_edges2depth_zbuffer.pth", "edge_texture->depth_zbuffer", "unet", 6),
     ("reshading2normal.pth", "reshading->normal", "unet", 4),
     ("rgb2keypoints2d_new.pth", "rgb->keypoints2d", "unet", 3),
+    ("principal_curvature2normal.pth", "principal_curvature->normal", "unet_old2", 0),
 ])  # fmt: skip
 def test_the_file_name_table(name, edge, arch, downsample):
     assert table.identify(f"/models/{name}") == table.Identity(edge, arch, downsample)
 
 
 def test_names_the_table_cannot_build_are_one_clear_error():
-    with pytest.raises(ConfigError, match=r"principal_curvature->normal is UNetOld2"):
-        table.identify("principal_curvature2normal.pth")
+    with pytest.raises(ConfigError, match=r"reshading->depth_zbuffer is the original's UNetRes"):
+        table.identify("reshading2depth_zbuffer.pth")
     with pytest.raises(ConfigError, match=r"weights\.pth: the file name names no edge.*--edge"):
         table.identify("weights.pth")
 
@@ -232,7 +233,7 @@ def test_a_models_dir_converts_every_known_file_and_writes_an_index(tmp_path, to
     models.mkdir()
     net, state = _original_state(torch, "dense1by1", {}, 3, seed=6)
     torch.save(state, models / "normal2curvature.pth")
-    torch.save({}, models / "principal_curvature2normal.pth")  # UNetOld2: not yet buildable
+    torch.save({}, models / "reshading2depth_zbuffer.pth")  # not yet buildable
     (models / "README.txt").write_text("not a checkpoint")
     result = subprocess.run(
         [sys.executable, "-m", "xtc_jax.convert", "--models_dir", str(models),
@@ -244,5 +245,28 @@ def test_a_models_dir_converts_every_known_file_and_writes_an_index(tmp_path, to
         "file": str(models / "normal2curvature.pth"), "edge": "normal->principal_curvature",
         "arch": "dense1by1", "downsample": 0, "export": str(tmp_path / "out" / "normal2curvature"),
     }  # fmt: skip
-    assert "UNetOld2" in index["skipped"]["principal_curvature2normal.pth"]
+    assert "UNetReshade" in index["skipped"]["reshading2depth_zbuffer.pth"]
     _assert_same_function(torch, net, tmp_path / "out" / "normal2curvature", 3)
+
+
+def test_unet_old2_has_the_originals_parameter_count_and_keys():
+    from xtc_jax.models import count_params
+
+    shapes = param_shapes(build("unet_old2"), 64, 3)
+    assert count_params(shapes) == 75_532_217  # xtconsistency.md §2.3
+    keys = names.to_torch(jax.tree.map(lambda s: np.zeros(s.shape, np.float32), shapes))
+    assert {"initial.0.bn.weight", "initial.1.conv.weight", "down_block1.conv1.weight",
+            "down_block7.bn3.bias", "up_block6.conv3.weight", "last_conv2.bias"} <= set(keys)
+    assert keys["down_block1.conv1.weight"].shape == (16, 16, 3, 3)
+
+
+@pytest.mark.slow
+def test_a_full_size_unet_old2_file_computes_what_torch_computes(tmp_path, torch):
+    """principal_curvature2normal.pth at its real size (75.5 M parameters, ~300 MB)."""
+    from xtc_jax.convert.command import convert_file
+
+    net, state = _original_state(torch, "unet_old2", {}, 3, seed=7)
+    torch.save(state, tmp_path / "principal_curvature2normal.pth")
+    written = convert_file(str(tmp_path / "principal_curvature2normal.pth"),
+                           str(tmp_path / "out"), log=lambda _: None)  # fmt: skip
+    _assert_same_function(torch, net, Path(next(iter(written))), 3)

@@ -29,6 +29,7 @@ CASES = [
     # measured on an AMD EPYC; within 1e-4 at 64 px), so the outcome depended on the CPU.
     ("unet_depth", {"width": 0.25}, 3, 64),
     ("dense1by1", {"width": 0.5}, 3, 16),
+    ("unet_old2", {"width": 0.25}, 3, 128),  # 6 poolings: a 2x2 bottleneck, as unet_depth
 ]
 
 

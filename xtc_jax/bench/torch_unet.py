@@ -199,13 +199,42 @@ class Dense1by1Net(nn.Sequential):
         super().__init__(blocks)
 
 
+class UNetOld2(_MidAndHead):
+    """``UNetOld2`` (reference §2.3): pre-norm ``initial_0/1``, then a ds6 UNet under the old
+    names ``down_block1..7`` / ``up_block1..6`` (``up_block{k}`` is UNet's level 6−k)."""
+
+    def __init__(self, in_channels: int, out_channels: int, width: float) -> None:
+        super().__init__()
+        ch = [scaled_channels(BASE_WIDTH * 2**k, width) for k in range(7)]
+        self.initial_0 = ConvBlock(in_channels, ch[0], 1, 3)
+        self.initial_1 = ConvBlock(ch[0], ch[0], 1, 4)
+        self.down_block1 = DownBlock(ch[0], ch[0], pool=False)
+        for j in range(6):
+            self.add_module(f"down_block{j + 2}", DownBlock(ch[j], ch[j + 1], pool=True))
+        self._add_mid(ch[6])
+        for i in range(6):
+            self.add_module(f"up_block{6 - i}", UpBlock(ch[i + 1] + ch[i], ch[i]))
+        self._add_head(ch[0], out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.down_block1(self.initial_1(self.initial_0(x)))
+        skips = [x]
+        for j in range(6):
+            x = self.get_submodule(f"down_block{j + 2}")(x)
+            skips.append(x)
+        x = self.mid(x)
+        for i in reversed(range(6)):
+            x = self.get_submodule(f"up_block{6 - i}")(skips[i], x)
+        return F.relu(self.head(x))
+
+
 def build_torch(arch: str, in_channels: int, **kwargs: Any) -> nn.Module:
     """The PyTorch twin of ``xtc_jax.models.build(arch, **kwargs)`` for ``in_channels`` inputs.
 
     The kwargs go through the Flax ``build`` first, so the fields, their defaults (e.g.
     UNetReshade's downsample=5, UNetDepth's out_channels=1) and the errors for bad values are
     exactly the Flax ones. ``dtype`` is accepted and ignored: cast the torch module instead.
-    Supports "unet", "unet_reshade", "unet_depth" and "dense1by1".
+    Supports "unet", "unet_reshade", "unet_depth", "unet_old2" and "dense1by1".
     """
     flax_model = build(arch, **kwargs)
     if arch in ("unet", "unet_reshade"):
@@ -218,6 +247,8 @@ def build_torch(arch: str, in_channels: int, **kwargs: Any) -> nn.Module:
         )
     if arch == "unet_depth":
         return UNetDepth(in_channels, flax_model.out_channels, flax_model.width)
+    if arch == "unet_old2":
+        return UNetOld2(in_channels, flax_model.out_channels, flax_model.width)
     if arch == "dense1by1":
         return Dense1by1Net(
             in_channels, flax_model.out_channels, flax_model.width, flax_model.input_groups

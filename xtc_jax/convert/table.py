@@ -39,10 +39,10 @@ _TABLE = {
     ("rgb", "depth_zbuffer"): ("unet", 6),
     ("principal_curvature", "edge_texture"): ("unet", 4),
     ("edge_texture", "depth_zbuffer"): ("unet", 6),
+    ("principal_curvature", "normal"): ("unet_old2", 0),
 }
 #: Files whose architecture this project cannot build yet (issue 11 adds them).
 UNSUPPORTED = {
-    ("principal_curvature", "normal"): "UNetOld2",
     ("reshading", "depth_zbuffer"): "the original's UNetReshade with 1 output channel",
 }
 _SUFFIX = re.compile(r"(_new)?(_baseline|_consistency)?$")

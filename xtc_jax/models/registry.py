@@ -27,12 +27,14 @@ from xtc_jax.models.unet import (
     scaled_channels,
     upsample_bilinear_2x,
 )
+from xtc_jax.models.unet_old import UNetOld2
 
 MODELS: dict[str, type[nn.Module]] = {
     "unet": UNet,
     "unet_reshade": UNetReshade,
     "unet_depth": UNetDepth,
     "dense1by1": Dense1by1Net,
+    "unet_old2": UNetOld2,  # principal_curvature -> normal of the original's energy edges
     "sobel": SobelEdges,  # the original's analytic rgb -> sobel_edges; no parameters
 }
 
