@@ -17,6 +17,7 @@ from xtc_jax.models import ModelError, build, count_params, param_shapes
 from xtc_jax.models.dense1by1 import Dense1by1Net
 from xtc_jax.models.registry import init_params
 from xtc_jax.models.unet import UNet, UNetDepth, UNetReshade, UpBlock, upsample_bilinear_2x
+from xtc_jax.models.unet_old import UNetOld2
 
 KEY = jax.random.key(0)
 RNG = np.random.default_rng(0)
@@ -307,10 +308,11 @@ def test_registry_errors_are_clear():
         "unet_reshade": UNetReshade,
         "unet_depth": UNetDepth,
         "dense1by1": Dense1by1Net,
+        "unet_old2": UNetOld2,
     }
     assert {name: models.MODELS[name] for name in expected} == expected
     with pytest.raises(
-        ConfigError, match=r"known archs: dense1by1, .*unet, unet_depth, unet_reshade"
+        ConfigError, match=r"known archs: dense1by1, .*unet, unet_depth, unet_old2, unet_reshade"
     ):
         build("unte")
     with pytest.raises(ValueError, match="does not take downsample; its fields are"):
