@@ -180,6 +180,24 @@ def check_fields(model: str, out_channels: int, width: float) -> None:
         raise ModelError(f"{model}: width must be > 0 (1.0 = original widths), got {width}")
 
 
+def bottleneck(x: jnp.ndarray, width: int, dtype: Any) -> jnp.ndarray:
+    """``mid_conv1..3`` / ``bn1..3``: three conv3×3 → GN(8) → ReLU at the lowest resolution.
+
+    Call it inside a module's compact ``__call__``; the layers are that module's children.
+    """
+    for i in (1, 2, 3):
+        x = conv(width, 3, dtype, f"mid_conv{i}")(x)
+        x = nn.relu(group_norm(GN_GROUPS, dtype, f"bn{i}")(x))
+    return x
+
+
+def head(x: jnp.ndarray, width: int, out_channels: int, dtype: Any) -> jnp.ndarray:
+    """``last_conv1`` → ``last_bn`` → ReLU → ``last_conv2`` (1×1, linear; callers add a ReLU)."""
+    x = conv(width, 3, dtype, "last_conv1")(x)
+    x = nn.relu(group_norm(GN_GROUPS, dtype, "last_bn")(x))
+    return conv(out_channels, 1, dtype, "last_conv2")(x)
+
+
 class UNet(nn.Module):
     """XTC's main network (reference §2.2), used for every rgb→X and most X→Y edges.
 
@@ -226,15 +244,10 @@ class UNet(nn.Module):
         for i in range(ds):
             x = down(self.channels(i + 1), pool=True, dtype=self.dtype, name=f"down_blocks_{i}")(x)
             skips.append(x)
-        width = self.channels(ds)
-        for i in (1, 2, 3):
-            x = conv(width, 3, self.dtype, f"mid_conv{i}")(x)
-            x = nn.relu(group_norm(GN_GROUPS, self.dtype, f"bn{i}")(x))
+        x = bottleneck(x, self.channels(ds), self.dtype)
         for i in reversed(range(ds)):
             x = up(self.channels(i), dtype=self.dtype, name=f"up_blocks_{i}")(skips[i], x)
-        x = conv(self.channels(0), 3, self.dtype, "last_conv1")(x)
-        x = nn.relu(group_norm(GN_GROUPS, self.dtype, "last_bn")(x))
-        x = nn.relu(conv(self.out_channels, 1, self.dtype, "last_conv2")(x))
+        x = nn.relu(head(x, self.channels(0), self.out_channels, self.dtype))
         return self.postprocess(x.astype(jnp.float32))
 
 
@@ -280,13 +293,8 @@ class UNetDepth(nn.Module):
             pool = 1 <= k <= 5
             x = down(ch[k], pool=pool, dtype=self.dtype, name=f"down_block{k + 1}")(x)
             skips.append(x)
-        for i in (1, 2, 3):
-            x = conv(ch[6], 3, self.dtype, f"mid_conv{i}")(x)
-            x = nn.relu(group_norm(GN_GROUPS, self.dtype, f"bn{i}")(x))
+        x = bottleneck(x, ch[6], self.dtype)
         for j in range(6):  # up_block1 pairs with down_block6's output, up_block6 with block1
             block = up(ch[5 - j], upsample=j > 0, dtype=self.dtype, name=f"up_block{j + 1}")
             x = block(skips[5 - j], x)
-        x = conv(ch[0], 3, self.dtype, "last_conv1")(x)
-        x = nn.relu(group_norm(GN_GROUPS, self.dtype, "last_bn")(x))
-        x = conv(self.out_channels, 1, self.dtype, "last_conv2")(x)
-        return x.astype(jnp.float32)
+        return head(x, ch[0], self.out_channels, self.dtype).astype(jnp.float32)

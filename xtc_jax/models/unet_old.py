@@ -16,12 +16,11 @@ import jax.numpy as jnp
 from xtc_jax.models.dense1by1 import ConvBlock
 from xtc_jax.models.unet import (
     BASE_WIDTH,
-    GN_GROUPS,
     blocks,
+    bottleneck,
     check_fields,
     check_resolution,
-    conv,
-    group_norm,
+    head,
     scaled_channels,
 )
 
@@ -52,12 +51,7 @@ class UNetOld2(nn.Module):
         for j in range(DOWNSAMPLE):
             x = down(ch[j + 1], pool=True, dtype=self.dtype, name=f"down_block{j + 2}")(x)
             skips.append(x)
-        for i in (1, 2, 3):
-            x = conv(ch[DOWNSAMPLE], 3, self.dtype, f"mid_conv{i}")(x)
-            x = nn.relu(group_norm(GN_GROUPS, self.dtype, f"bn{i}")(x))
+        x = bottleneck(x, ch[DOWNSAMPLE], self.dtype)
         for i in reversed(range(DOWNSAMPLE)):
             x = up(ch[i], dtype=self.dtype, name=f"up_block{DOWNSAMPLE - i}")(skips[i], x)
-        x = conv(ch[0], 3, self.dtype, "last_conv1")(x)
-        x = nn.relu(group_norm(GN_GROUPS, self.dtype, "last_bn")(x))
-        x = nn.relu(conv(self.out_channels, 1, self.dtype, "last_conv2")(x))
-        return x.astype(jnp.float32)
+        return nn.relu(head(x, ch[0], self.out_channels, self.dtype)).astype(jnp.float32)
