@@ -76,14 +76,13 @@ def test_a_checkpoint_of_another_architecture_names_the_first_difference():
     ("reshading2normal.pth", "reshading->normal", "unet", 4),
     ("rgb2keypoints2d_new.pth", "rgb->keypoints2d", "unet", 3),
     ("principal_curvature2normal.pth", "principal_curvature->normal", "unet_old2", 0),
+    ("reshading2depth_zbuffer.pth", "reshading->depth_zbuffer", "unet_reshade", 5),
 ])  # fmt: skip
 def test_the_file_name_table(name, edge, arch, downsample):
     assert table.identify(f"/models/{name}") == table.Identity(edge, arch, downsample)
 
 
-def test_names_the_table_cannot_build_are_one_clear_error():
-    with pytest.raises(ConfigError, match=r"reshading->depth_zbuffer is the original's UNetRes"):
-        table.identify("reshading2depth_zbuffer.pth")
+def test_a_name_outside_the_table_is_one_clear_error():
     with pytest.raises(ConfigError, match=r"weights\.pth: the file name names no edge.*--edge"):
         table.identify("weights.pth")
 
@@ -150,6 +149,25 @@ def test_converted_files_compute_what_torch_computes(tmp_path, torch, name, arch
     (export,) = written
     assert Path(export) == tmp_path / "out" / name.removesuffix(".pth")
     _assert_same_function(torch, net, Path(export), in_channels)
+
+
+def test_reshading_to_depth_is_the_originals_one_channel_unet_reshade(tmp_path, torch):
+    """The original's UNetReshade(out_channels=1) gives 3 identical channels; depth has one."""
+    from xtc_jax.convert.command import convert_file
+
+    net, state = _original_state(torch, "unet_reshade", {"downsample": 3, "out_channels": 1}, 3)
+    torch.save(state, tmp_path / "reshading2depth_zbuffer.pth",
+               _use_new_zipfile_serialization=False)  # fmt: skip
+    (export,) = convert_file(str(tmp_path / "reshading2depth_zbuffer.pth"),
+                             str(tmp_path / "out"), downsample=3, log=lambda _: None)
+    converted = xtc_jax.load_network(export)
+    x = np.random.default_rng(1).uniform(size=(2, 64, 64, 3)).astype(np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
+    assert want.shape[-1] == 3 and (converted.src, converted.dst) == ("reshading", "depth_zbuffer")
+    got = converted(x)
+    assert got.shape == (2, 64, 64, 1)
+    assert np.abs(got - want[..., :1]).max() <= 1e-4 * np.abs(want).max()
 
 
 def test_a_training_graph_becomes_one_export_per_edge(tmp_path, torch):
@@ -233,7 +251,7 @@ def test_a_models_dir_converts_every_known_file_and_writes_an_index(tmp_path, to
     models.mkdir()
     net, state = _original_state(torch, "dense1by1", {}, 3, seed=6)
     torch.save(state, models / "normal2curvature.pth")
-    torch.save({}, models / "reshading2depth_zbuffer.pth")  # not yet buildable
+    (models / "weights.pth").write_bytes(b"")  # a name outside the table
     (models / "README.txt").write_text("not a checkpoint")
     result = subprocess.run(
         [sys.executable, "-m", "xtc_jax.convert", "--models_dir", str(models),
@@ -245,7 +263,7 @@ def test_a_models_dir_converts_every_known_file_and_writes_an_index(tmp_path, to
         "file": str(models / "normal2curvature.pth"), "edge": "normal->principal_curvature",
         "arch": "dense1by1", "downsample": 0, "export": str(tmp_path / "out" / "normal2curvature"),
     }  # fmt: skip
-    assert "UNetReshade" in index["skipped"]["reshading2depth_zbuffer.pth"]
+    assert "names no edge" in index["skipped"]["weights.pth"]
     _assert_same_function(torch, net, tmp_path / "out" / "normal2curvature", 3)
 
 

@@ -222,6 +222,20 @@ def test_unet_reshade_gives_three_identical_channels_in_unit_range():
         np.testing.assert_allclose(y[..., 0], np.clip(raw, 0, 1).mean(-1), rtol=1e-6, atol=1e-7)
 
 
+def test_unet_reshade_gives_a_one_channel_domain_one_copy():
+    from xtc_jax.models.edges import edge_network
+
+    module = edge_network("reshading->depth_zbuffer", {"arch": "unet_reshade", "downsample": 2,
+                                                       "width": 0.25})  # fmt: skip
+    assert (module.out_channels, module.broadcast_channels) == (1, 1)
+    params = _params(module, 16)
+    y = np.asarray(_apply(module, params, 3.0 * _rand((2, 16, 16, 3))))
+    three = build("unet_reshade", downsample=2, out_channels=1, width=0.25)
+    want = np.asarray(_apply(three, params, 3.0 * _rand((2, 16, 16, 3))))
+    assert y.shape == (2, 16, 16, 1)
+    np.testing.assert_array_equal(y[..., 0], want[..., 0])
+
+
 def test_unet_depth_structure_and_linear_output():
     model = build("unet_depth", width=0.25)
     params = _params(model, 64)

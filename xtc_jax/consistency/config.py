@@ -48,9 +48,8 @@ PAPER_NETWORKS = {
     "depth_zbuffer->keypoints3d": ("unet", 5),
     "depth_zbuffer->keypoints2d": ("unet", 5),
     "depth_zbuffer->edge_occlusion": ("unet", 5),
-    # The original's UNetReshade here outputs 3 identical channels for a 1-channel target; a
-    # UNet with the same parameter shapes gives depth its one channel (and its unclamped range).
-    "reshading->depth_zbuffer": ("unet", 5),
+    # The original's UNetReshade with 1 output channel (its 3 identical copies become one).
+    "reshading->depth_zbuffer": ("unet_reshade", 5),
     "reshading->keypoints2d": ("unet", 5),
     "reshading->edge_occlusion": ("unet", 5),
     "reshading->keypoints3d": ("unet", 5),

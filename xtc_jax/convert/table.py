@@ -40,10 +40,7 @@ _TABLE = {
     ("principal_curvature", "edge_texture"): ("unet", 4),
     ("edge_texture", "depth_zbuffer"): ("unet", 6),
     ("principal_curvature", "normal"): ("unet_old2", 0),
-}
-#: Files whose architecture this project cannot build yet (issue 11 adds them).
-UNSUPPORTED = {
-    ("reshading", "depth_zbuffer"): "the original's UNetReshade with 1 output channel",
+    ("reshading", "depth_zbuffer"): ("unet_reshade", 5),  # 1 output channel
 }
 _SUFFIX = re.compile(r"(_new)?(_baseline|_consistency)?$")
 
@@ -77,8 +74,5 @@ def split_name(path: str) -> tuple[str, str]:
 def identify(path: str) -> Identity:
     """The edge and architecture of a published file; ConfigError for an unknown name."""
     src, dst = split_name(path)
-    if (src, dst) in UNSUPPORTED:
-        raise ConfigError(f"{path}: {src}->{dst} is {UNSUPPORTED[src, dst]}, which this version "
-                          "cannot build yet.")  # fmt: skip
     arch, downsample = _TABLE.get((src, dst), ("unet", 5))
     return Identity(f"{src}->{dst}", arch, downsample)

@@ -94,10 +94,17 @@ def edge_network(
     _, dst = split_edge(key)
     spec = dict(spec)
     kwargs = {k: v for k, v in spec.items() if k not in (*SPEC_ONLY, "arch")}
-    if spec["arch"] != "sobel":
+    try:
+        fields = registry.model_fields(spec["arch"])
+    except ConfigError as error:
+        raise ConfigError(f"networks[{key!r}] = {spec}: {error}") from error
+    if "out_channels" in fields:
         kwargs.setdefault("out_channels", output_channels(dst))
+    if "broadcast_channels" in fields:  # UNetReshade: as many copies as the domain has
+        kwargs.setdefault("broadcast_channels", output_channels(dst))
+    if "dtype" in fields:
         kwargs["dtype"] = compute_dtype(dtype)
-    if remat_mode(remat) == "blocks" and "remat" in registry.model_fields(spec["arch"]):
+    if remat_mode(remat) == "blocks" and "remat" in fields:
         kwargs.setdefault("remat", True)
     try:
         return registry.build(spec["arch"], **kwargs)

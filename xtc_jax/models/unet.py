@@ -252,17 +252,20 @@ class UNet(nn.Module):
 
 
 class UNetReshade(UNet):
-    """UNet whose output is clamped to [0, 1], averaged over channels and broadcast to 3.
+    """UNet whose output is clamped to [0, 1], averaged over channels and broadcast.
 
-    Same parameters as UNet. Its output always has 3 identical channels, even with
-    ``out_channels=1`` (reshading→depth_zbuffer), as in the original.
+    Same parameters as UNet. The original always broadcasts to 3 identical channels, even
+    with ``out_channels=1`` (reshading→depth_zbuffer); ``broadcast_channels`` is how many
+    copies come out, so that edge gives depth_zbuffer its one channel (one of the original's
+    three identical ones). `models.edges.edge_network` sets it from the target domain.
     """
 
     downsample: int = 5
+    broadcast_channels: int = 3
 
     def postprocess(self, y: jnp.ndarray) -> jnp.ndarray:
         y = jnp.mean(jnp.clip(y, 0.0, 1.0), axis=-1, keepdims=True)
-        return jnp.broadcast_to(y, (*y.shape[:-1], 3))
+        return jnp.broadcast_to(y, (*y.shape[:-1], self.broadcast_channels))
 
 
 class UNetDepth(nn.Module):
