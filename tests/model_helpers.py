@@ -21,6 +21,8 @@ def random_params(model, resolution: int, in_channels: int, rng: np.random.Gener
         if "kernel" in name:
             fan_in = int(np.prod(leaf.shape[:-1]))
             return rng.normal(0, np.sqrt(2.0 / fan_in), leaf.shape).astype(np.float32)
+        if "'var'" in name:  # BatchNorm running variance: positive
+            return rng.uniform(0.5, 1.5, leaf.shape).astype(np.float32)
         base = 1.0 if "scale" in name else 0.0
         return (base + 0.1 * rng.normal(size=leaf.shape)).astype(np.float32)
 

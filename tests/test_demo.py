@@ -115,8 +115,9 @@ def test_demo_rejects_a_model_of_another_task_and_missing_models(tmp_path, workd
     _write_inputs(tmp_path)
     with pytest.raises(ConfigError, match="predicts rgb->normal, but --task depth"):
         demo.run("depth", str(tmp_path), str(tmp_path / "out"), workdir=str(workdir))
-    with pytest.raises(ConfigError, match="--workdir"):
-        demo.run("normal", str(tmp_path), str(tmp_path / "out"))
+    with pytest.raises(ConfigError, match=r"--models_dir .* does not exist"):
+        demo.run("normal", str(tmp_path), str(tmp_path / "out"),
+                 models_dir=str(tmp_path / "none"))  # fmt: skip
     with pytest.raises(DataError, match="does not exist"):
         demo.run("normal", str(tmp_path), str(tmp_path / "out"), workdir=str(tmp_path))
 

@@ -61,7 +61,7 @@ def _energies(config, workdir: str, model) -> tuple[dict[str, list[float]], list
 
 def _trained_energy_model(tmp_path_factory, seed: int = 0):
     workdir = str(tmp_path_factory.mktemp(f"energy_workdir_seed{seed}"))
-    config = experiment.resolve_dirs(_tiny_config(seed), workdir)
+    config = experiment.resolve(_tiny_config(seed), workdir)
     return config, workdir, energy_model_lib.load(config, workdir, "direct", log=lambda _: None)
 
 

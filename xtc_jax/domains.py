@@ -219,6 +219,7 @@ class Domain:
       source: for a derived domain, the stored domain it is computed from.
       derive_raw: source raw (native resolution) -> this domain's raw (before resize).
       derive_decoded: source float (after resize + decode) -> this domain's float.
+      feature: a network's feature map only ("imagenet"): no files, no ground truth.
     """
 
     name: str
@@ -234,6 +235,7 @@ class Domain:
     source: str | None = None
     derive_raw: Callable[[np.ndarray], np.ndarray] | None = None
     derive_decoded: Callable[[np.ndarray], np.ndarray] | None = None
+    feature: bool = False
 
     @property
     def is_derived(self) -> bool:
@@ -344,6 +346,22 @@ DOMAINS: dict[str, Domain] = {
     )
 }
 
+def _no_files(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    def refuse(_: np.ndarray) -> np.ndarray:
+        raise ConfigError(f"{name} is a feature domain (a network's output): it has no files "
+                          "to read or write.")  # fmt: skip
+
+    return refuse
+
+
+#: Domains that exist only as a network's output: the original's "imagenet", ResNet-50's
+#: layer4 map (2048 channels at H/32) of a normal, depth or reshading map. No mask.
+FEATURE_DOMAINS: dict[str, Domain] = {
+    "imagenet": Domain(name="imagenet", channels=2048, bit_depth=0, stored_channels=(),
+                       decode=_no_files("imagenet"), encode=_no_files("imagenet"),
+                       mask_value=None, loss="l1", feature=True),
+}  # fmt: skip
+
 #: Names used by the original code and by Taskonomy's 2018 release (taskonomy.md §1.3).
 ALIASES: Mapping[str, str] = {
     "depth": "depth_zbuffer",
@@ -372,10 +390,11 @@ STORED_DOMAINS = tuple(name for name, d in DOMAINS.items() if not d.is_derived)
 
 def get(name: str) -> Domain:
     """The Domain called `name` (or a legacy alias); a clear ConfigError otherwise."""
-    domain = DOMAINS.get(ALIASES.get(name, name))
+    name = ALIASES.get(name, name)
+    domain = DOMAINS.get(name) or FEATURE_DOMAINS.get(name)
     if domain is None:
         raise ConfigError(
-            f"unknown domain {name!r}. Known domains: {', '.join(DOMAINS)} "
+            f"unknown domain {name!r}. Known domains: {', '.join([*DOMAINS, *FEATURE_DOMAINS])} "
             f"(aliases: {', '.join(sorted(ALIASES))})."
         )
     return domain

@@ -1,4 +1,4 @@
-"""`python -m xtc_jax.apps.demo --task normal --img_path PATH --output_path DIR --workdir WD`.
+"""`python -m xtc_jax.demo --task normal --img_path PATH --output_path DIR [--workdir WD]`.
 
 For every image (anything PIL reads: grayscale, RGBA, palette, 16-bit),
 preprocessed as the original demo (xtconsistency.md §7: shorter side to the
@@ -8,9 +8,12 @@ model's resolution, centre crop, [0, 1], no normalisation), writes
   {stem}_{task}_energy.png       the per-pixel consistency energy, coloured,
                                  with a scale bar (standardised units)
 Normals are RGB; depth is 8-bit gray, brighter = farther (255 = 15.6 m or
-more); reshading is gray. Models default to the exports of the main command's
---workdir; the energy uses the statistics `python -m xtc_jax.energy` saved
-next to the consistency model. An unreadable file is reported and skipped.
+more); reshading is gray. The models are the exports of the main command's
+--workdir, or else, as in the original demo, the published models converted
+into --models_dir (default ./models: rgb2{task}_{baseline,consistency}; see
+`python -m xtc_jax.convert`). The energy uses the statistics `python -m
+xtc_jax.energy` saved next to the consistency model. An unreadable file is
+reported and skipped.
 """
 
 from __future__ import annotations
@@ -59,9 +62,12 @@ def energy_figure(energy: np.ndarray, path: str, low: float, high: float) -> str
     return path
 
 
-def _resolve(workdir, baseline, consistency, stats):
+DEFAULT_MODELS_DIR = "models"
+
+
+def _resolve(domain, workdir, baseline, consistency, stats, models_dir):
+    from xtc_jax.convert.published import PublishedModels
     from xtc_jax.energy.model import stats_path
-    from xtc_jax.errors import ConfigError
     from xtc_jax.infra import workdir as workdir_lib
 
     if workdir:
@@ -69,9 +75,10 @@ def _resolve(workdir, baseline, consistency, stats):
         consistency = consistency or workdir_lib.export(
             workdir_lib.stage(workdir, workdir_lib.CONSISTENCY)
         )
-    if not baseline or not consistency:
-        raise ConfigError("pass --workdir (a main command's workdir) or both --baseline and "
-                          "--consistency (exported model folders).")  # fmt: skip
+    if not baseline or not consistency:  # the original's ./models, converted
+        published = PublishedModels(models_dir or DEFAULT_MODELS_DIR)
+        baseline = baseline or published.rgb_model(domain, "baseline")
+        consistency = consistency or published.rgb_model(domain, "consistency")
     return baseline, consistency, stats or stats_path(consistency)
 
 
@@ -85,6 +92,7 @@ def run(
     energy_stats: str | None = None,
     energy_range: tuple[float, float] | None = None,
     log: Callable[[str], None] = print,
+    models_dir: str | None = None,
 ) -> dict:
     """Writes the demo outputs; returns {"written": [paths], "skipped": [(file, reason)]}."""
     from xtc_jax.data import images
@@ -94,7 +102,8 @@ def run(
     from xtc_jax.infra import export
 
     domain = TASKS[task]
-    baseline, consistency, energy_stats = _resolve(workdir, baseline, consistency, energy_stats)
+    baseline, consistency, energy_stats = _resolve(domain, workdir, baseline, consistency,
+                                                   energy_stats, models_dir)  # fmt: skip
     models = {name: export.load_network(path)
               for name, path in (("baseline", baseline), ("consistency", consistency))}  # fmt: skip
     for name, net in models.items():
@@ -153,19 +162,25 @@ def _parse_range(text: str) -> tuple[float, float] | None:
 def define_flags() -> None:
     """The command-line flags (defined only when run as a program, so importing is free)."""
     global _TASK, _IMG_PATH, _OUTPUT_PATH, _WORKDIR, _BASELINE, _CONSISTENCY, _ENERGY_STATS
-    global _ENERGY_RANGE
+    global _ENERGY_RANGE, _MODELS_DIR
     _TASK = flags.DEFINE_enum("task", "normal", list(TASKS), "What to predict.")
     _IMG_PATH = flags.DEFINE_string("img_path", None, "An image file or a folder of images.")
     _OUTPUT_PATH = flags.DEFINE_string("output_path", None, "Folder for the output images.")
     _WORKDIR = flags.DEFINE_string(
         "workdir", None, "The main command's workdir (models default to its exports)."
     )
+    _MODELS_DIR = flags.DEFINE_string(
+        "models_dir", DEFAULT_MODELS_DIR, "Without --workdir: the original's published models, "
+        "converted (python -m xtc_jax.convert --models_dir DOWNLOADS --out models).",
+    )  # fmt: skip
     _BASELINE = flags.DEFINE_string(
-        "baseline", None, "Baseline export (default WORKDIR/baseline/export)."
-    )
+        "baseline", None, "Baseline export (default WORKDIR/baseline/export, else "
+        "MODELS_DIR/rgb2TASK_baseline)."
+    )  # fmt: skip
     _CONSISTENCY = flags.DEFINE_string(
-        "consistency", None, "Consistency export (default WORKDIR/consistency/export)."
-    )
+        "consistency", None, "Consistency export (default WORKDIR/consistency/export, else "
+        "MODELS_DIR/rgb2TASK_consistency)."
+    )  # fmt: skip
     _ENERGY_STATS = flags.DEFINE_string(
         "energy_stats",
         None,
@@ -192,7 +207,7 @@ def main(argv: list[str]) -> None:
     try:
         result = run(_TASK.value, _IMG_PATH.value, _OUTPUT_PATH.value, _WORKDIR.value,
                      _BASELINE.value, _CONSISTENCY.value, _ENERGY_STATS.value,
-                     _parse_range(_ENERGY_RANGE.value))  # fmt: skip
+                     _parse_range(_ENERGY_RANGE.value), models_dir=_MODELS_DIR.value)  # fmt: skip
     except XtcError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

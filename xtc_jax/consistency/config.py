@@ -182,6 +182,9 @@ def consistency_config(
     config.losses = ml_collections.ConfigDict(losses)
     config.plots = ["x", "y", "n_x", *(f"{k}_of_n_x" for k in perceptual[:3])]
     config.selection.k = min(config.selection.k, len(perceptual))
+    # The original's eighth perceptual loss, ImageNet ResNet-50 features (off: ""). An export
+    # of torchvision's resnet50-*.pth (python -m xtc_jax.convert); consistency/imagenet.py.
+    config.imagenet_weights = ""
     # Consistency energy (python -m xtc_jax.energy): paths rgb -> K -> target for K in
     # middles ([] = the perceptual domains); statistics fitted on reference_images examples.
     config.energy = ml_collections.ConfigDict(

@@ -29,7 +29,7 @@ from xtc_jax.training import metrics as metrics_lib
 
 def find_exports(config, workdir: str) -> dict[str, str]:
     """{label: export folder} of the models trained in `workdir` by the main command."""
-    config = experiment.resolve_dirs(config, workdir)
+    config = experiment.resolve(config, workdir)
     found = {}
     for name, run_dir in experiment.model_dirs(workdir).items():
         if os.path.isdir(workdir_lib.export(run_dir)):
@@ -71,7 +71,7 @@ def evaluate_network(net: export.ExportedNetwork, source, batch_size: int) -> di
 
 def run(config, workdir: str, split: str = "", log: Callable[[str], None] = print) -> dict:
     """Evaluates every export of `workdir` on `split` (default data.val_split); returns metrics."""
-    config = experiment.resolve_dirs(config, workdir)
+    config = experiment.resolve(config, workdir)
     split = split or config.data.val_split
     location = prepare.data_location(config.data, workdir)
     source = prepare.open_split(config.data, location, split)

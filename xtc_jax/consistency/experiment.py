@@ -24,6 +24,7 @@ import ml_collections
 
 from xtc_jax.consistency import frozen
 from xtc_jax.consistency.config import transfer_config
+from xtc_jax.consistency.imagenet import add_imagenet_term
 from xtc_jax.consistency.method import train
 from xtc_jax.consistency.plan import make_plan
 from xtc_jax.data import prepare
@@ -53,9 +54,11 @@ def baseline_config(config) -> ml_collections.ConfigDict:
     return baseline
 
 
-def resolve_dirs(config, workdir: str) -> ml_collections.ConfigDict:
-    """A copy of `config` whose data cache and networks folder default into `workdir`."""
-    config = copy.deepcopy(config)
+def resolve(config, workdir: str) -> ml_collections.ConfigDict:
+    """A copy of `config` as every command runs it, after the command line's overrides: the
+    data cache and networks folder default into `workdir`, and `imagenet_weights` adds its
+    perceptual term (`consistency/imagenet.py`)."""
+    config = copy.deepcopy(add_imagenet_term(config))
     with config.unlocked():
         config.data.cache_dir = config.data.cache_dir or workdir_lib.data_dir(workdir)
         config.networks_dir = config.networks_dir or workdir_lib.networks_dir(workdir)
@@ -86,7 +89,7 @@ def ensure_networks(config, workdir: str, edges: Sequence[str],
 
 def run(config, workdir: str, log: Callable[[str], None] = log_line) -> dict:
     """Runs the experiment of `config` in `workdir`; returns {"baseline": m, "consistency": m}."""
-    config = resolve_dirs(config, workdir)
+    config = resolve(config, workdir)
     plan = make_plan(config)  # every config error before any data or compilation
     check_train_config(config.train)
     prepare.data_location(config.data, workdir)  # the data stage first: every run reads it

@@ -10,7 +10,10 @@ Loss terms (`config.losses[name] = {kind, pred, target, loss, weight}`):
   kind "mae"     the supervised term n(x) vs y (exactly one);
   kind "percep"  F_K(n(x)) vs F_K(y) through a frozen F_K;
   kind "direct"  rgb->K vs K, evaluated for the win-rates only, never optimised.
-"percep_K" and "direct_K" pair up through their suffix K.
+"percep_K" and "direct_K" pair up through their suffix K. A perceptual term
+on a feature domain (the ImageNet features, `consistency/imagenet.py`) has no
+ground truth, hence no direct partner and no win-rate: it is "always" optimised,
+besides the k chosen ones.
 """
 
 from __future__ import annotations
@@ -81,21 +84,31 @@ class Plan:
     denominator: str  # config.loss.denominator
     weighting: str  # config.selection.weights, a losses.weighting strategy
 
+    def _percep(self, feature: bool) -> list[LossTerm]:
+        return [t for t in self.terms.values()
+                if t.kind == "percep" and domains_lib.get(t.domain).feature == feature]  # fmt: skip
+
     @property
     def perceptual(self) -> tuple[str, ...]:
         """The perceptual losses by suffix K, sorted: what k-of-n selection chooses from."""
-        return tuple(sorted(t.perceptual_name for t in self.terms.values() if t.kind == "percep"))
+        return tuple(sorted(t.perceptual_name for t in self._percep(feature=False)))
+
+    @property
+    def always(self) -> tuple[str, ...]:
+        """Perceptual losses on feature domains (no ground truth, no win-rate): every step."""
+        return tuple(sorted(t.perceptual_name for t in self._percep(feature=True)))
 
     @property
     def perceptual_domains(self) -> list[str]:
-        """The domains K of the perceptual losses (F_K's outputs), in config order."""
-        return [t.domain for t in self.terms.values() if t.kind == "percep"]
+        """The image domains K of the perceptual losses (F_K's outputs), in config order."""
+        return [t.domain for t in self._percep(feature=False)]
 
     def step_terms(self, chosen: tuple[str, ...]) -> tuple[list[LossTerm], list[LossTerm]]:
-        """(optimised, direct): the supervised term and the chosen perceptual terms, which the
-        gradient sees, and the chosen terms' direct partners, evaluated for the win-rates only."""
+        """(optimised, direct): the supervised term, the chosen perceptual terms and the
+        `always` ones, which the gradient sees, and the chosen terms' direct partners,
+        evaluated for the win-rates only."""
         by_suffix = {(t.kind, t.perceptual_name): t for t in self.terms.values()}
-        optimised = [self.supervised, *(by_suffix["percep", k] for k in chosen)]
+        optimised = [self.supervised, *(by_suffix["percep", k] for k in (*chosen, *self.always))]
         direct = [by_suffix["direct", k] for k in chosen if ("direct", k) in by_suffix]
         return optimised, direct
 
@@ -108,7 +121,9 @@ class Plan:
 
 def _check_networks(config) -> None:
     for name in config.data.domains:
-        domains_lib.get(name)
+        if domains_lib.get(name).feature:
+            raise ConfigError(f"data.domains lists {name!r}, a network's feature map with no "
+                              "files: remove it (the network that computes it is enough).")
     resolution = config.data.resolution
     for key, spec in config.networks.items():
         split_edge(key)

@@ -6,12 +6,15 @@ original's wrappers off, finds the edge and architecture from the file name
 (`names.py`), checks every key and shape against the architecture, and writes
 `{out}/{file stem}/` with `infra.export.export_model`. A training `graph.pth`
 (`{"('src', 'dst')": state_dict}`) becomes one export per edge,
-`{out}/{stem}_{src}__{dst}/`.
+`{out}/{stem}_{src}__{dst}/`. torchvision's ImageNet ResNets (`resnet50-*.pth`)
+convert the same way, without their classifier (`fc`): the perceptual network
+and the multi-task encoder stop at layer4.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 
@@ -29,12 +32,22 @@ RESOLUTION = 256
 _WITH_DOWNSAMPLE = ("unet", "unet_reshade")
 
 
-def network_spec(arch: str, downsample: int) -> dict:
+def network_spec(arch: str, downsample: int, depth: int = 0) -> dict:
     """The `networks[edge]` spec of a published network: full width, the original's depth."""
     spec = {"arch": arch}
     if arch in _WITH_DOWNSAMPLE:
         spec.update(downsample=int(downsample), width=1.0)
+    if arch == "resnet":
+        spec.update(depth=int(depth or 50), width=1.0)
     return spec
+
+
+def _describe(identity: table.Identity) -> str:
+    if identity.arch in _WITH_DOWNSAMPLE:
+        return f"{identity.arch} (downsample {identity.downsample})"
+    if identity.arch == "resnet":
+        return f"resnet (depth {identity.depth or 50})"
+    return identity.arch
 
 
 def _graph_edges(obj) -> dict[tuple[str, str], Mapping] | None:
@@ -53,22 +66,26 @@ def _graph_edges(obj) -> dict[tuple[str, str], Mapping] | None:
     return edges
 
 
-def _convert(state: Mapping, path: str, edge: str, arch: str, downsample: int,
-             directory: str) -> str:  # fmt: skip
-    spec = network_spec(arch, downsample)
-    src, dst = split_edge(edge)
-    params = names.to_flax(names.state_dict_of(state, path))
-    expected = param_shapes(edge_network(edge, spec), 64, domains_lib.get(src).channels)
-    names.check_shapes(params, expected, path, f"{arch}" + (f" (downsample {downsample})"
-                                                           if arch in _WITH_DOWNSAMPLE else ""))
+def _convert(state: Mapping, path: str, identity: table.Identity, directory: str) -> str:
+    spec = network_spec(identity.arch, identity.downsample, identity.depth)
+    src, dst = split_edge(identity.edge)
+    tensors = names.state_dict_of(state, path)
+    if identity.arch == "resnet":  # torchvision's classifier: not part of the trunk
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("fc.")}
+    params = names.to_flax(tensors)
+    expected = param_shapes(edge_network(identity.edge, spec), 64, domains_lib.get(src).channels)
+    names.check_shapes(params, expected, path, _describe(identity))
     model_config = dict(spec, edge=edge_key(src, dst), src=src, dst=dst, resolution=RESOLUTION)
+    counts = names.batch_counts(tensors)
+    if counts:
+        model_config["batch_counts"] = counts  # written back by --to_torch
     export_lib.export_model(directory, params, model_config)
     return directory
 
 
 def convert_file(path: str, out: str, edge: str = "", arch: str = "",
-                 downsample: int | None = None, log: Callable[[str], None] = print
-                 ) -> dict[str, dict]:  # fmt: skip
+                 downsample: int | None = None, log: Callable[[str], None] = print,
+                 depth: int | None = None) -> dict[str, dict]:  # fmt: skip
     """Converts one file; returns {export folder: {file, edge, arch, downsample}}."""
     stem = os.path.splitext(os.path.basename(path))[0]
     obj = read_pth(path)
@@ -78,26 +95,28 @@ def convert_file(path: str, out: str, edge: str = "", arch: str = "",
         for (src, dst), state in graph.items():
             identity = table.identify(f"{src}2{dst}.pth")
             folder = os.path.join(out, f"{stem}_{identity.edge.replace('->', '__')}")
-            jobs.append((state, identity.edge, identity.arch, identity.downsample, folder))
+            jobs.append((state, identity, folder))
     else:
         if bool(edge) != bool(arch):
             raise ConfigError("--edge and --arch go together: name both, or neither to read "
                               "them from the original's file name.")  # fmt: skip
         if edge:
-            depth = 5 if downsample is None else downsample
-            identity = table.Identity(edge_key(*split_edge(edge)), arch, depth)
+            identity = table.Identity(edge_key(*split_edge(edge)), arch, 5)
         else:
             identity = table.identify(path)
-            if downsample is not None:
-                identity = table.Identity(identity.edge, identity.arch, downsample)
-        jobs.append((obj, identity.edge, identity.arch, identity.downsample,
-                     os.path.join(out, stem)))  # fmt: skip
+        if downsample is not None:
+            identity = dataclasses.replace(identity, downsample=downsample)
+        if depth is not None:
+            identity = dataclasses.replace(identity, depth=depth)
+        jobs.append((obj, identity, os.path.join(out, stem)))
     written = {}
-    for state, job_edge, job_arch, job_downsample, folder in jobs:
-        _convert(state, path, job_edge, job_arch, job_downsample, folder)
-        written[folder] = {"file": os.path.abspath(path), "edge": job_edge, "arch": job_arch,
-                           "downsample": job_downsample}  # fmt: skip
-        log(f"{path} -> {folder} ({job_edge}, {job_arch})")
+    for state, identity, folder in jobs:
+        _convert(state, path, identity, folder)
+        written[folder] = {"file": os.path.abspath(path), "edge": identity.edge,
+                           "arch": identity.arch, "downsample": identity.downsample}
+        if identity.arch == "resnet":
+            written[folder]["depth"] = identity.depth
+        log(f"{path} -> {folder} ({identity.edge}, {_describe(identity)})")
     return written
 
 
@@ -107,7 +126,7 @@ def export_to_torch(export_dir: str, out: str, log: Callable[[str], None] = prin
     from xtc_jax.convert.write_pth import write_pth
 
     params, model_config = export_lib.load_exported(export_dir)
-    path = write_pth(out, names.to_torch(params))
+    path = write_pth(out, names.to_torch(params, model_config.get("batch_counts")))
     what = f"{model_config.get('edge', '?')}, {model_config.get('arch', '?')}"
     log(f"{export_dir} ({what}) -> {path}")
     return path

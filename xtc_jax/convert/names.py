@@ -3,10 +3,14 @@
 The Flax modules carry the original's names (xtconsistency.md §2.2–2.3) with
 list indices joined by "_": `down_blocks.0.conv1.weight` is
 `down_blocks_0/conv1/kernel`, `decoder.6.bn.weight` is `decoder_6/bn/scale`.
-Conv weights are OIHW in torch and HWIO here; a GroupNorm's `weight` is its
-`scale`. The wrappers the original wrote are taken off first: a
+Conv weights are OIHW in torch and HWIO here; a GroupNorm's or BatchNorm's
+`weight` is its `scale`, and a BatchNorm's `running_mean`/`running_var` are its
+`mean`/`var` (torchvision's ResNet, `models/resnet.py`). `num_batches_tracked`
+is no parameter: `batch_counts` keeps it aside, so a round trip writes it back.
+The wrappers the original wrote are taken off first: a
 `{"state_dict": ..., "optimizer": ...}` dict, and the key prefixes
-`parallel_apply.module.` (DataParallelModel) and `model.` (graph.pth).
+`parallel_apply.module.` (DataParallelModel), `model.` (graph.pth) and `resnet.`
+(the original's `ResNetClass` around torchvision's network).
 """
 
 from __future__ import annotations
@@ -21,7 +25,11 @@ import numpy as np
 
 from xtc_jax.errors import DataError
 
-PREFIXES = ("model.", "parallel_apply.module.")
+PREFIXES = ("model.", "parallel_apply.module.", "resnet.")
+#: torch leaf names of 1-D tensors -> Flax leaf names ("weight" of a norm layer is its scale).
+_LEAVES = {"bias": "bias", "running_mean": "mean", "running_var": "var"}
+_TORCH_LEAVES = {"kernel": "weight", "scale": "weight", **{v: k for k, v in _LEAVES.items()}}
+BATCH_COUNT = "num_batches_tracked"
 _INDEXED = re.compile(r"^(.*)_(\d+)$")
 
 
@@ -47,6 +55,8 @@ def to_flax(state: Mapping[str, np.ndarray]) -> dict:
     """A nested Flax params dict from original keys (see the module doc)."""
     params: dict = {}
     for key, value in state.items():
+        if key.endswith(f".{BATCH_COUNT}"):
+            continue  # a counter, not a parameter: see batch_counts
         parts = key.split(".")
         *modules, leaf = parts
         path: list[str] = []
@@ -58,8 +68,11 @@ def to_flax(state: Mapping[str, np.ndarray]) -> dict:
         if leaf == "weight":
             leaf, value = ("kernel", value.transpose(2, 3, 1, 0)) if value.ndim == 4 else ("scale",
                                                                                        value)
-        elif leaf != "bias":
-            raise DataError(f"state_dict key {key!r}: only weight and bias tensors are known.")
+        elif leaf in _LEAVES:
+            leaf = _LEAVES[leaf]
+        else:
+            raise DataError(f"state_dict key {key!r}: only weight, bias and BatchNorm running "
+                            "statistics are known.")  # fmt: skip
         node = params
         for name in path:
             node = node.setdefault(name, {})
@@ -67,14 +80,25 @@ def to_flax(state: Mapping[str, np.ndarray]) -> dict:
     return params
 
 
-def torch_key(flax_path: str) -> str:
-    """"down_blocks_0/conv1/kernel" -> "down_blocks.0.conv1.weight"."""
-    *modules, leaf = flax_path.split("/")
+def batch_counts(state: Mapping[str, np.ndarray]) -> dict[str, int]:
+    """{BatchNorm key prefix: num_batches_tracked}, e.g. {"layer1.0.bn1": 12}."""
+    suffix = f".{BATCH_COUNT}"
+    return {k.removesuffix(suffix): int(np.asarray(v).reshape(-1)[0])
+            for k, v in state.items() if k.endswith(suffix)}  # fmt: skip
+
+
+def _torch_module(modules: list[str]) -> str:
     parts = []
     for name in modules:
         match = _INDEXED.match(name)
         parts += [match.group(1), match.group(2)] if match else [name]
-    return ".".join([*parts, "bias" if leaf == "bias" else "weight"])
+    return ".".join(parts)
+
+
+def torch_key(flax_path: str) -> str:
+    """"down_blocks_0/conv1/kernel" -> "down_blocks.0.conv1.weight"."""
+    *modules, leaf = flax_path.split("/")
+    return f"{_torch_module(modules)}.{_TORCH_LEAVES.get(leaf, leaf)}"
 
 
 def _flat(params: Mapping) -> dict[str, Any]:
@@ -82,14 +106,23 @@ def _flat(params: Mapping) -> dict[str, Any]:
             for path, value in jax.tree_util.tree_flatten_with_path(params)[0]}  # fmt: skip
 
 
-def to_torch(params: Mapping) -> collections.OrderedDict[str, np.ndarray]:
-    """Original keys and layouts from a Flax params tree: the inverse of `to_flax`."""
+def to_torch(params: Mapping, counts: Mapping[str, int] | None = None
+             ) -> collections.OrderedDict[str, np.ndarray]:  # fmt: skip
+    """Original keys and layouts from a Flax params tree: the inverse of `to_flax`.
+
+    Every BatchNorm (a module with a `var`) also gets its int64 `num_batches_tracked`,
+    from `counts` (see `batch_counts`) or 0, so torch's strict `load_state_dict` takes it.
+    """
     state = collections.OrderedDict()
     for name, value in _flat(params).items():
         array = np.asarray(value, np.float32)
         if name.endswith("/kernel"):
             array = array.transpose(3, 2, 0, 1)
         state[torch_key(name)] = np.ascontiguousarray(array)
+        if name.endswith("/var"):
+            module = _torch_module(name.split("/")[:-1])
+            count = (counts or {}).get(module, 0)
+            state[f"{module}.{BATCH_COUNT}"] = np.asarray(count, np.int64)
     return state
 
 

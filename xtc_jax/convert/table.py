@@ -5,6 +5,8 @@ arch="dense1by1", downsample=0). The original's domain spellings (zdepth,
 curvature, reshade, edges2d, sobel_edges, ...) come out canonical; the `_new`,
 `_baseline` and `_consistency` suffixes are dropped. A `{src}2{dst}` pair not
 in the table gets the original's fallback, a UNet with 5 downsamples.
+torchvision's ImageNet files (`resnet50-0676ba61.pth`, `resnet18-f37072fd.pth`,
+...) are the "imagenet" perceptual network: rgb->imagenet, a ResNet of that depth.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ _TABLE = {
     ("reshading", "depth_zbuffer"): ("unet_reshade", 5),  # 1 output channel
 }
 _SUFFIX = re.compile(r"(_new)?(_baseline|_consistency)?$")
+_TORCHVISION = re.compile(r"^resnet(18|34|50|101|152)(-[0-9a-f]+)?$")
+#: The edge of an ImageNet network: its features serve normal, depth and reshading alike.
+IMAGENET_EDGE = "rgb->imagenet"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +55,7 @@ class Identity:
     edge: str
     arch: str
     downsample: int
+    depth: int = 0  # a ResNet's depth (18 ... 152)
 
 
 def _domain(spelling: str) -> str | None:
@@ -73,6 +79,9 @@ def split_name(path: str) -> tuple[str, str]:
 
 def identify(path: str) -> Identity:
     """The edge and architecture of a published file; ConfigError for an unknown name."""
+    torchvision = _TORCHVISION.match(os.path.splitext(os.path.basename(path))[0])
+    if torchvision:
+        return Identity(IMAGENET_EDGE, "resnet", 0, int(torchvision.group(1)))
     src, dst = split_name(path)
     arch, downsample = _TABLE.get((src, dst), ("unet", 5))
     return Identity(f"{src}->{dst}", arch, downsample)

@@ -104,7 +104,7 @@ def write_pth(path: str | os.PathLike, state: Mapping[str, np.ndarray]) -> str:
     archive_name = os.path.splitext(os.path.basename(path))[0] or "archive"
     tensors = collections.OrderedDict()
     for index, (key, value) in enumerate(state.items()):
-        array = np.ascontiguousarray(value)
+        array = np.array(value, order="C", copy=None)  # (ascontiguousarray makes 0-d 1-d)
         if array.dtype not in _STORAGE_NAMES:
             array = array.astype(np.float32)
         tensors[key] = _Tensor(str(index), array.astype(array.dtype.newbyteorder("<")))

@@ -12,6 +12,11 @@ DIR, and writes to --output (default DIR/energy/MODEL):
 The standardisation statistics are fitted once on the reference split and
 saved next to the model's checkpoints (DIR/consistency/energy_stats.json);
 missing rgb->K and K->target networks are trained into DIR/networks first.
+With --models_dir MODELS (the published models, converted by `python -m
+xtc_jax.convert`), every network comes from there instead and nothing is
+trained; the middle domains K are those whose rgb->K and K->target files are
+there, and the statistics go beside the model (MODELS/rgb2normal_consistency_
+energy_stats.json). Use --config.data.resolution=256 (the paper preset).
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ _CORRUPT = flags.DEFINE_string(
 _OUTPUT = flags.DEFINE_string("output", None, "Output folder (default WORKDIR/energy/MODEL).")
 _MAX_IMAGES = flags.DEFINE_integer("max_images", 0, "Score at most this many images (0: all).")
 _REFIT = flags.DEFINE_bool("refit", False, "Fit the standardisation statistics again.")
+_MODELS_DIR = flags.DEFINE_string(
+    "models_dir", "", "The published networks, converted (python -m xtc_jax.convert "
+    "--models_dir DOWNLOADS --out MODELS): n(x) is MODELS/rgb2TASK_{consistency,baseline}.",
+)  # fmt: skip
 
 
 def main(argv: list[str]) -> None:
@@ -64,6 +73,7 @@ def main(argv: list[str]) -> None:
             output=_OUTPUT.value or "",
             max_images=_MAX_IMAGES.value,
             refit=_REFIT.value,
+            models_dir=_MODELS_DIR.value,
         )
     except XtcError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -44,6 +44,7 @@ def run(
     max_images: int = 0,
     refit: bool = False,
     log: Callable[[str], None] = print,
+    models_dir: str = "",
 ) -> dict:
     """The energy command: scores --data (and --ood / --corrupt), writes the report."""
     from xtc_jax.consistency import experiment
@@ -51,8 +52,8 @@ def run(
     from xtc_jax.energy import model, report, scoring
 
     corruptions = corrupt.parse(corruptions) if corruptions else []
-    config = experiment.resolve_dirs(config, workdir)
-    energy_model = model.load(config, workdir, model_name, log=log)
+    config = experiment.resolve(config, workdir)
+    energy_model = model.load(config, workdir, model_name, log=log, models_dir=models_dir)
     location = prepare.data_location(config.data, workdir)
     stats = statistics(config, energy_model, location, refit, log)
     name = model_name if model_name in model.MODELS else "model"

@@ -33,6 +33,7 @@ from xtc_jax.infra import workdir as workdir_lib
 from xtc_jax.models.edges import edge_key
 
 MODELS = ("consistency", "baseline", "direct")
+VARIANTS = ("consistency", "baseline")  # the published rgb->target models
 STATS_FILE = "energy_stats.json"
 
 
@@ -66,8 +67,12 @@ def energy_config(config, middles: list[str]):
 
 
 def stats_path(model_export: str) -> str:
-    """Where the statistics of a model live: next to its checkpoints (its run folder)."""
-    return os.path.join(os.path.dirname(os.path.abspath(model_export)), STATS_FILE)
+    """Where the statistics of a model live: next to its checkpoints (its run folder), or
+    beside a published model's export (`models/rgb2normal_consistency_energy_stats.json`)."""
+    model_export = os.path.abspath(model_export)
+    if os.path.basename(model_export) == workdir_lib.EXPORT:
+        return os.path.join(os.path.dirname(model_export), STATS_FILE)
+    return f"{model_export}_{STATS_FILE}"
 
 
 def model_export(config, workdir: str, model: str, log: Callable[[str], None]) -> str:
@@ -89,6 +94,24 @@ def model_export(config, workdir: str, model: str, log: Callable[[str], None]) -
     if not os.path.isdir(model):
         raise ConfigError(f"--model={model!r}: use one of {', '.join(MODELS)} or an export folder.")
     return model
+
+
+def _check_resolution(config) -> None:
+    """ConfigError when data.resolution does not suit a published network's poolings."""
+    from xtc_jax.models import ModelError, param_shapes
+    from xtc_jax.models.edges import edge_network, split_edge
+
+    resolution = config.data.resolution
+    for edge in config.freeze:
+        channels = domains_lib.get(split_edge(edge)[0]).channels
+        try:
+            param_shapes(edge_network(edge, config.networks[edge]), resolution, channels)
+        except ModelError as error:
+            raise ConfigError(
+                f"data.resolution={resolution} does not suit the published {edge} network "
+                f"({error}): use --config.data.resolution=256, the resolution it was trained "
+                "at (the paper preset, configs/normal.py)."
+            ) from None
 
 
 @dataclasses.dataclass
@@ -149,13 +172,50 @@ class EnergyModel:
         return cls(target, tuple(stats.middles), specs, params, int(info["resolution"]), exports)
 
 
-def load(config, workdir: str, model: str = "consistency", log: Callable[[str], None] = print):
-    """The EnergyModel of `config` in `workdir`, training missing rgb->K / K->target networks."""
-    config = experiment.resolve_dirs(config, workdir)
-    middles = middle_domains(config)
-    config = energy_config(config, middles)
+def published_config(config, models_dir: str):
+    """(config, middles) for the published networks converted into `models_dir`: the middle
+    domains K whose rgb->K and K->target networks are there (or analytic), and every edge's
+    spec and checkpoint from its export."""
+    from xtc_jax.convert.published import PublishedModels
+
+    published = PublishedModels(models_dir)
     target = domains_lib.get(config.target).name
-    export = model_export(config, workdir, model, log)
+    wanted = [domains_lib.get(k).name for k in (config.get("energy") or {}).get("middles") or []]
+    candidates = wanted or make_plan(config).perceptual_domains
+    analytic = {k for k in candidates if network(edge_key("rgb", k), "paper")["arch"] == "sobel"}
+    middles = [k for k in candidates if (k in analytic or published.edge(edge_key("rgb", k)))
+               and published.edge(edge_key(k, target))]  # fmt: skip
+    missing = sorted(set(wanted) - set(middles))
+    if missing or not middles:
+        raise ConfigError(
+            f"--models_dir {models_dir} lacks the rgb->K or K->{target} networks of "
+            f"{', '.join(missing or candidates)} (the original's energy_graph_edges files, "
+            "e.g. rgb2principal_curvature.pth and principal_curvature2normal.pth): convert "
+            "them into it, or set --config.energy.middles to the domains it has."
+        )
+    config = energy_config(config, middles)
+    with config.unlocked():
+        for edge in config.freeze:
+            folder = published.edge(edge)
+            if folder and config.networks[edge].arch != "sobel":
+                config.networks[edge] = published.spec(folder)
+    return config, middles, published
+
+
+def load(config, workdir: str, model: str = "consistency", log: Callable[[str], None] = print,
+         models_dir: str = ""):  # fmt: skip
+    """The EnergyModel of `config` in `workdir`, training missing rgb->K / K->target networks;
+    with `models_dir`, the published networks converted there (nothing is trained)."""
+    config = experiment.resolve(config, workdir)
+    target = domains_lib.get(config.target).name
+    if models_dir:
+        config, middles, published = published_config(config, models_dir)
+        export = published.rgb_model(target, model) if model in VARIANTS else model
+        _check_resolution(config)
+    else:
+        middles = middle_domains(config)
+        config = energy_config(config, middles)
+        export = model_export(config, workdir, model, log)
     direct_edge = edge_key("rgb", target)
     path_edges = [e for e in config.freeze if e != direct_edge]
     specs = {e: {k: v for k, v in config.networks[e].to_dict().items() if k != "checkpoint"}

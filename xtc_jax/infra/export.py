@@ -83,13 +83,8 @@ def export_model(
     return directory
 
 
-def load_exported(
-    directory: str | epath.PathLike, sharding: jax.sharding.Sharding | None = None
-) -> tuple[Any, dict[str, Any]]:
-    """Reads an `export_model` directory: (params, model_config).
-
-    Params come back as NumPy arrays, or as jax Arrays placed with `sharding`.
-    """
+def read_model_config(directory: str | epath.PathLike) -> dict[str, Any]:
+    """The model.json of an export folder, without reading its weights."""
     directory = epath.Path(directory).absolute()
     how = "export one with xtc_jax.infra.export.export_model(directory, params, model_config)"
     if not directory.exists():
@@ -100,11 +95,22 @@ def load_exported(
             f"{MODEL_JSON}; {how}."
         )
     try:
-        model_config = json.loads((directory / MODEL_JSON).read_text())
+        return json.loads((directory / MODEL_JSON).read_text())
     except ValueError as error:
         raise DataError(
             f"{directory / MODEL_JSON} is not valid JSON ({error}): export the model again."
         ) from error
+
+
+def load_exported(
+    directory: str | epath.PathLike, sharding: jax.sharding.Sharding | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """Reads an `export_model` directory: (params, model_config).
+
+    Params come back as NumPy arrays, or as jax Arrays placed with `sharding`.
+    """
+    directory = epath.Path(directory).absolute()
+    model_config = read_model_config(directory)
     path = directory / PARAMS
     with ocp.StandardCheckpointer() as checkpointer:
         tree = checkpointer.metadata(path).item_metadata.tree
@@ -123,7 +129,7 @@ def load_exported(
 
 
 #: model.json fields that describe the export rather than the network.
-_EXPORT_ONLY = ("edge", "src", "dst", "resolution", "checkpoint")
+_EXPORT_ONLY = ("edge", "src", "dst", "resolution", "checkpoint", "batch_counts")
 
 
 def network_spec(model_config: dict) -> dict:

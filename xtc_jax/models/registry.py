@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from xtc_jax.models.dense1by1 import ConvBlock, Dense1by1Net
+from xtc_jax.models.resnet import ResNet
 from xtc_jax.models.sobel import SobelEdges
 from xtc_jax.models.unet import (
     DownBlock,
@@ -35,6 +36,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "unet_depth": UNetDepth,
     "dense1by1": Dense1by1Net,
     "unet_old2": UNetOld2,  # principal_curvature -> normal of the original's energy edges
+    "resnet": ResNet,  # torchvision's ResNet trunk: the "imagenet" perceptual net, an encoder
     "sobel": SobelEdges,  # the original's analytic rgb -> sobel_edges; no parameters
 }
 
@@ -44,6 +46,7 @@ __all__ = [
     "Dense1by1Net",
     "DownBlock",
     "ModelError",
+    "ResNet",
     "UNet",
     "UNetDepth",
     "UNetReshade",

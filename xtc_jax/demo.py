@@ -1,0 +1,14 @@
+"""`python -m xtc_jax.demo`: the original demo's command line (the app is `apps/demo.py`).
+
+    python -m xtc_jax.demo --task normal --img_path X --output_path Y
+
+uses the published models converted into ./models, as the original's demo.py does.
+"""
+
+from absl import app
+
+from xtc_jax.apps import demo
+
+if __name__ == "__main__":
+    demo.define_flags()
+    app.run(demo.main)
