@@ -1,7 +1,9 @@
 """rgb -> normal with perceptual consistency (the original's `multiperceptual_normal`).
 
-Seven perceptual domains (the original's eighth, ImageNet features, needs weight
-import). Presets: `configs/normal.py` (the paper's setting) or `configs/normal.py:cpu`.
+Seven perceptual domains; the original's eighth, ImageNet ResNet-50 features, is added by
+--config.imagenet_weights=DIR (torchvision's resnet50-*.pth converted with
+`python -m xtc_jax.convert`). Presets: `configs/normal.py` (the paper's setting) or
+`configs/normal.py:cpu`.
 """
 
 from xtc_jax.consistency.config import consistency_config

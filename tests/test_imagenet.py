@@ -41,7 +41,9 @@ def test_the_paper_configs_have_the_switch_off_by_default(name):
 def test_the_weights_add_a_frozen_term_that_every_step_optimises(resnet_export):
     config = _small_config()
     config.imagenet_weights = str(resnet_export)
+    config.imagenet_weight = 0.5
     config = add_imagenet_term(config)
+    assert config.losses.percep_imagenet.weight == 0.5
     plan = make_plan(config)
     assert plan.always == ("imagenet",) and "imagenet" not in plan.perceptual
     assert "normal->imagenet" in plan.frozen and "normal->imagenet" not in plan.trainable
@@ -52,8 +54,8 @@ def test_the_weights_add_a_frozen_term_that_every_step_optimises(resnet_export):
     frozen["normal->imagenet"] = load_exported(resnet_export)[0]  # as frozen.load reads it
     before = jax.tree.map(np.array, frozen["normal->imagenet"])
     state, metrics = jax.jit(step)(state, frozen, batch)
-    terms = ("mae", "percep_principal_curvature", "percep_imagenet")
-    total = sum(float(metrics[f"loss/{t}"]) for t in terms)
+    weights = {"mae": 1.0, "percep_principal_curvature": 1.0, "percep_imagenet": 0.5}
+    total = sum(w * float(metrics[f"loss/{t}"]) for t, w in weights.items())
     assert float(metrics["loss/total"]) == pytest.approx(total, rel=1e-6)
     assert "loss/direct_imagenet" not in metrics  # no ground truth, no win-rate
     jax.tree.map(np.testing.assert_array_equal, before, frozen["normal->imagenet"])

@@ -16,16 +16,23 @@ from xtc_jax.errors import ConfigError
 from xtc_jax.models import ModelError, build, count_params, param_shapes
 from xtc_jax.models.dense1by1 import Dense1by1Net
 from xtc_jax.models.registry import init_params
-from xtc_jax.models.unet import UNet, UNetDepth, UNetReshade, UpBlock, upsample_bilinear_2x
+from xtc_jax.models.unet import (
+    GroupNorm,
+    UNet,
+    UNetDepth,
+    UNetReshade,
+    UpBlock,
+    upsample_bilinear_2x,
+)
 from xtc_jax.models.unet_old import UNetOld2
 
 KEY = jax.random.key(0)
-RNG = np.random.default_rng(0)
 
 
-def _params(model, resolution, in_channels=3):
-    """Random params drawn on the host from the traced shapes (see `model_helpers`)."""
-    return random_params(model, resolution, in_channels, RNG)
+def _params(model, resolution, in_channels=3, seed=0):
+    """Random params drawn on the host from the traced shapes (see `model_helpers`), the same
+    for the same model and seed whatever ran before (no shared generator)."""
+    return random_params(model, resolution, in_channels, np.random.default_rng(seed))
 
 
 def _apply(model, params, *args, **kwargs):
@@ -177,8 +184,8 @@ def test_every_group_norm_is_8_groups_eps_1e5():
     seen = []
 
     def spy(next_fun, args, kwargs, context):
-        if isinstance(context.module, nn.GroupNorm) and context.method_name == "__call__":
-            seen.append((context.module.num_groups, context.module.epsilon))
+        if isinstance(context.module, GroupNorm) and context.method_name == "__call__":
+            seen.append((context.module.groups, context.module.epsilon))
         return next_fun(*args, **kwargs)
 
     model = build("unet", downsample=2, width=0.25)
@@ -188,11 +195,26 @@ def test_every_group_norm_is_8_groups_eps_1e5():
     assert set(seen) == {(8, 1e-5)}
 
 
+def test_group_norm_statistics_are_accurate_in_float32():
+    """Against float64 on a large group with a large mean (where one long float32 sum drifts)."""
+    x = (5.0 + 3.0 * np.random.default_rng(0).uniform(size=(1, 64, 64, 96))).astype(np.float32)
+    norm = GroupNorm(groups=8)
+    scale = np.random.default_rng(1).uniform(0.5, 1.5, 96).astype(np.float32)
+    bias = np.random.default_rng(2).normal(size=96).astype(np.float32)
+    got = np.asarray(norm.apply({"params": {"scale": scale, "bias": bias}}, x))
+    grouped = x.astype(np.float64).reshape(1, 64, 64, 8, 12)
+    mean = grouped.mean(axis=(1, 2, 4), keepdims=True)
+    var = ((grouped - mean) ** 2).mean(axis=(1, 2, 4), keepdims=True)
+    want = ((grouped - mean) / np.sqrt(var + 1e-5)).reshape(x.shape) * scale + bias
+    assert np.abs(got - want).max() < 5e-6
+
+
 def test_concat_order_is_upsampled_then_skip():
     block = UpBlock(8)
     skip, x = _rand((1, 8, 8, 8), 2), _rand((1, 4, 4, 16), 3)
     shapes = jax.eval_shape(block.init, KEY, skip, x)["params"]
-    params = jax.tree.map(lambda a: jnp.asarray(RNG.normal(size=a.shape), jnp.float32), shapes)
+    rng = np.random.default_rng(3)
+    params = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape), jnp.float32), shapes)
     assert params["conv1"]["kernel"].shape == (3, 3, 16 + 8, 8)
     kernel = params["conv1"]["kernel"]
     see_up = {**params, "conv1": {**params["conv1"], "kernel": kernel.at[:, :, 16:].set(0)}}
@@ -281,7 +303,9 @@ def test_bf16_compute_keeps_fp32_params_and_output(arch):
     assert bool(jnp.isfinite(y).all())
     if arch == "unet":  # bf16 compute stays close to fp32 compute with the same params
         y32 = _apply(build(arch, **{**kwargs, "dtype": jnp.float32}), params, x)
-        assert float(jnp.max(jnp.abs(y - y32))) < 0.1 * float(jnp.max(jnp.abs(y32))) + 1e-3
+        # Measured over param seeds 0-5: 4.3-6.6 % mean relative difference (bf16 keeps 8
+        # mantissa bits); a broken cast (bf16 params, a lost layer) is near 100 %.
+        assert float(jnp.mean(jnp.abs(y - y32))) < 0.15 * float(jnp.mean(jnp.abs(y32)))
 
 
 # ---------------------------------------------------------------- upsampling

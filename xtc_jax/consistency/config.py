@@ -185,6 +185,7 @@ def consistency_config(
     # The original's eighth perceptual loss, ImageNet ResNet-50 features (off: ""). An export
     # of torchvision's resnet50-*.pth (python -m xtc_jax.convert); consistency/imagenet.py.
     config.imagenet_weights = ""
+    config.imagenet_weight = 1.0  # the term's loss weight, as the original's
     # Consistency energy (python -m xtc_jax.energy): paths rgb -> K -> target for K in
     # middles ([] = the perceptual domains); statistics fitted on reference_images examples.
     config.energy = ml_collections.ConfigDict(

@@ -6,7 +6,8 @@
 target T of the supervised path n(x) = [rgb, T]:
   networks["T->imagenet"]  the converted ResNet, frozen
   paths imagenet_of_n_x = [rgb, T, imagenet], imagenet_of_y = [T, imagenet]
-  losses.percep_imagenet   L1 of the two feature maps, unmasked (xtconsistency.md §3.2)
+  losses.percep_imagenet   L1 of the two feature maps, unmasked (xtconsistency.md §3.2),
+                           weighted by config.imagenet_weight (1.0, as the original)
 There is no ImageNet ground truth, so the term has no direct partner and no
 win-rate: it is optimised at every step, besides the k losses chosen by
 win-rate (`Plan.always`). The original paired it with a placeholder direct
@@ -64,5 +65,6 @@ def add_imagenet_term(config) -> ml_collections.ConfigDict:
         config.paths[f"{DOMAIN}_of_n_x"] = [*pred, DOMAIN]
         config.paths[f"{DOMAIN}_of_y"] = [target, DOMAIN]
         config.losses[TERM] = dict(kind="percep", pred=f"{DOMAIN}_of_n_x",
-                                   target=f"{DOMAIN}_of_y", loss="l1", weight=1.0)  # fmt: skip
+                                   target=f"{DOMAIN}_of_y", loss="l1",
+                                   weight=float(config.get("imagenet_weight", 1.0)))  # fmt: skip
     return config
