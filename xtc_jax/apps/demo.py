@@ -116,8 +116,10 @@ def run(
         energy_model = EnergyModel.from_stats(stats, model=os.path.abspath(consistency))
         energy_range = energy_range or tuple(stats.info.get("pixel_range", (-10.0, 30.0)))
     else:
+        published = "" if workdir else f" --models_dir={models_dir or DEFAULT_MODELS_DIR}"
         log(f"no energy statistics at {energy_stats}: fit them once with python -m "
-            "xtc_jax.energy --config=CONFIG --workdir=WORKDIR; energy maps skipped.")  # fmt: skip
+            f"xtc_jax.energy --config=CONFIG --workdir=WORKDIR{published}; energy maps "
+            "skipped.")  # fmt: skip
     os.makedirs(output_path, exist_ok=True)
     written, skipped = [], []
     files = images.list_images(img_path)
