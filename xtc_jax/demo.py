@@ -5,10 +5,9 @@
 uses the published models converted into ./models, as the original's demo.py does.
 """
 
-from absl import app
-
 from xtc_jax.apps import demo
+from xtc_jax.infra import cli
 
 if __name__ == "__main__":
     demo.define_flags()
-    app.run(demo.main)
+    cli.run(demo.main)

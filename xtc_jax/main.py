@@ -22,11 +22,12 @@ Kept short on purpose: flags, distributed start-up and the modes' registry.
 
 from __future__ import annotations
 
-import os
 import sys
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
+
+from xtc_jax.infra import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, e.g. configs/normal.py or configs/normal.py:cpu."
@@ -70,15 +71,20 @@ MODES = {"train": _train, "prepare": _prepare, "eval": _eval}
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        cli.fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are --name=value; "
+                 "--help lists them).")
     config, workdir = _CONFIG.value, _WORKDIR.value
     if config is None or workdir is None:
-        raise app.UsageError("--config and --workdir are required.")
+        cli.fail("--config and --workdir are required (--help lists every flag).")
+    from xtc_jax.data import prepare
     from xtc_jax.errors import XtcError
     from xtc_jax.infra import distributed, runtime
     from xtc_jax.training.preemption import Preempted
 
-    os.makedirs(workdir, exist_ok=True)
+    try:
+        prepare.check_room(config.data, workdir)  # before anything is rendered or compiled
+    except XtcError as error:
+        cli.fail(str(error))
     runtime.quiet_library_logs()
     runtime.enable_compilation_cache()
     if distributed.wanted(_DISTRIBUTED.value):
@@ -90,9 +96,8 @@ def main(argv: list[str]) -> None:
         distributed.finish()  # every process stopped at the same step
         sys.exit(0)  # the loop saved a checkpoint and said so; rerun to resume
     except XtcError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(str(error))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

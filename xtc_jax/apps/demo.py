@@ -24,7 +24,7 @@ import sys
 from collections.abc import Callable
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 from PIL import Image
 
 TASKS = {"normal": "normal", "depth": "depth_zbuffer", "reshading": "reshading"}
@@ -197,10 +197,13 @@ def define_flags() -> None:
 
 
 def main(argv: list[str]) -> None:
+    from xtc_jax.infra import cli
+
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        cli.fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are --name=value; "
+                 "--help lists them).")
     if not _IMG_PATH.value or not _OUTPUT_PATH.value:
-        raise app.UsageError("--img_path and --output_path are required.")
+        cli.fail("--img_path and --output_path are required (--help lists every flag).")
     from xtc_jax.errors import XtcError
     from xtc_jax.infra.runtime import enable_compilation_cache, quiet_library_logs
 
@@ -218,5 +221,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    from xtc_jax.infra import cli
+
     define_flags()
-    app.run(main)
+    cli.run(main)

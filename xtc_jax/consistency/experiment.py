@@ -70,18 +70,42 @@ def model_dirs(workdir: str) -> dict[str, str]:
     return {name: workdir_lib.stage(workdir, name) for name in STAGES}
 
 
+def _frozen_network_config(config, workdir: str, edge: str) -> ml_collections.ConfigDict:
+    """The transfer config that trains the frozen network `edge` from ground truth."""
+    transfer = transfer_config(f"{edge},{config.preset}")
+    transfer.networks[edge] = config.networks[edge]
+    transfer.seed = config.seed
+    transfer.train.steps = config.transfer_steps
+    for field in ("path", "format", "layout", "split_file", "resolution", "synthetic"):
+        transfer.data[field] = config.data[field]
+    transfer.data.cache_dir = config.data.cache_dir or workdir_lib.data_dir(workdir)
+    return transfer
+
+
+def check(config, workdir: str):
+    """Validates every stage's config before the first one runs; returns the config's Plan.
+
+    The frozen networks' transfer configs, the baseline's and the consistency run's are
+    all built and checked here, so a mistake in any of them ends the command before data
+    is rendered or anything compiles (ConfigError naming the field).
+    """
+    plan = make_plan(config)
+    check_train_config(config.train)
+    for edge in frozen.missing(config, workdir, plan.frozen):
+        transfer = _frozen_network_config(config, workdir, edge)
+        make_plan(transfer)
+        check_train_config(transfer.train)
+    if plan.perceptual:
+        make_plan(baseline_config(config))
+    return plan
+
+
 def ensure_networks(config, workdir: str, edges: Sequence[str],
                     log: Callable[[str], None] = log_line) -> None:  # fmt: skip
     """Trains every edge of `edges` whose export is missing from ground truth, with
     `configs/transfer.py`'s config (same architecture, preset and data), into its cache folder."""
     for edge in frozen.missing(config, workdir, edges):
-        transfer = transfer_config(f"{edge},{config.preset}")
-        transfer.networks[edge] = config.networks[edge]
-        transfer.seed = config.seed
-        transfer.train.steps = config.transfer_steps
-        for field in ("path", "format", "layout", "split_file", "resolution", "synthetic"):
-            transfer.data[field] = config.data[field]
-        transfer.data.cache_dir = config.data.cache_dir or workdir_lib.data_dir(workdir)
+        transfer = _frozen_network_config(config, workdir, edge)
         run_dir = frozen.cache_dir(config, workdir, edge)
         log(f"training frozen network {edge} ({transfer.train.steps} steps) into {run_dir}")
         train(transfer, run_dir, log)
@@ -90,8 +114,7 @@ def ensure_networks(config, workdir: str, edges: Sequence[str],
 def run(config, workdir: str, log: Callable[[str], None] = log_line) -> dict:
     """Runs the experiment of `config` in `workdir`; returns {"baseline": m, "consistency": m}."""
     config = resolve(config, workdir)
-    plan = make_plan(config)  # every config error before any data or compilation
-    check_train_config(config.train)
+    plan = check(config, workdir)  # every stage's config errors before any data or compilation
     prepare.data_location(config.data, workdir)  # the data stage first: every run reads it
     ensure_networks(config, workdir, plan.frozen, log)
     if not plan.perceptual:

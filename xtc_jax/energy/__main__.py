@@ -21,10 +21,10 @@ energy_stats.json). Use --config.data.resolution=256 (the paper preset).
 
 from __future__ import annotations
 
-import sys
-
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
+
+from xtc_jax.infra import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "The config the workdir was trained with, e.g. configs/normal.py:cpu."
@@ -53,9 +53,10 @@ _MODELS_DIR = flags.DEFINE_string(
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        cli.fail(f"unexpected arguments: {' '.join(argv[1:])} (flags are --name=value; "
+                 "--help lists them).")
     if _CONFIG.value is None or _WORKDIR.value is None:
-        raise app.UsageError("--config and --workdir are required.")
+        cli.fail("--config and --workdir are required (--help lists every flag).")
     from xtc_jax.energy import command
     from xtc_jax.errors import XtcError
     from xtc_jax.infra.runtime import enable_compilation_cache, quiet_library_logs
@@ -63,6 +64,9 @@ def main(argv: list[str]) -> None:
     quiet_library_logs()
     enable_compilation_cache()
     try:
+        from xtc_jax.data import prepare
+
+        prepare.check_room(_CONFIG.value.data, _WORKDIR.value)
         command.run(
             _CONFIG.value,
             _WORKDIR.value,
@@ -76,9 +80,8 @@ def main(argv: list[str]) -> None:
             models_dir=_MODELS_DIR.value,
         )
     except XtcError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(str(error))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -80,3 +80,38 @@ def export(run: str) -> str:
 def nonfinite(run: str) -> str:
     """Batches that gave a non-finite loss or update (`training/nonfinite.py`)."""
     return os.path.join(run, NONFINITE)
+
+
+def check_workdir(workdir: str, need_bytes: int = 0, need_dir: str = "", what: str = "") -> None:
+    """ConfigError unless `workdir` can be created and written, and the filesystem of
+    `need_dir` (default: the workdir) has `need_bytes` free for `what`.
+
+    Runs before any stage, so a folder that cannot be made or a full disk ends the command
+    at once instead of after minutes of rendering.
+    """
+    import shutil
+    import tempfile
+
+    from xtc_jax.errors import ConfigError
+
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ConfigError(f"--workdir={workdir}: cannot create or write it ({reason}); choose "
+                          "a folder you can write to.") from None  # fmt: skip
+    if need_bytes <= 0:
+        return
+    target = need_dir or workdir
+    probe = target
+    while not os.path.exists(probe):  # the data folder may not exist yet
+        probe = os.path.dirname(probe) or "."
+    free = shutil.disk_usage(probe).free
+    if free < need_bytes:
+        raise ConfigError(
+            f"{target} has {free / 1e9:.2f} GB free, but {what or 'this run'} needs about "
+            f"{need_bytes / 1e9:.2f} GB there: free some space, or put the data elsewhere "
+            "(--config.data.cache_dir=DIR or XTC_DATA_DIR)."
+        )
