@@ -82,6 +82,14 @@ def _frozen_network_config(config, workdir: str, edge: str) -> ml_collections.Co
     return transfer
 
 
+def check_frozen(config, workdir: str, edges: Sequence[str]) -> None:
+    """Checks the transfer config of every edge of `edges` that `ensure_networks` would train."""
+    for edge in frozen.missing(config, workdir, edges):
+        transfer = _frozen_network_config(config, workdir, edge)
+        make_plan(transfer)
+        check_train_config(transfer.train)
+
+
 def check(config, workdir: str):
     """Validates every stage's config before the first one runs; returns the config's Plan.
 
@@ -91,10 +99,7 @@ def check(config, workdir: str):
     """
     plan = make_plan(config)
     check_train_config(config.train)
-    for edge in frozen.missing(config, workdir, plan.frozen):
-        transfer = _frozen_network_config(config, workdir, edge)
-        make_plan(transfer)
-        check_train_config(transfer.train)
+    check_frozen(config, workdir, plan.frozen)
     if plan.perceptual:
         make_plan(baseline_config(config))
     return plan

@@ -215,6 +215,7 @@ def load(config, workdir: str, model: str = "consistency", log: Callable[[str], 
     else:
         middles = middle_domains(config)
         config = energy_config(config, middles)
+        experiment.check_frozen(config, workdir, config.freeze)  # before anything is trained
         export = model_export(config, workdir, model, log)
     direct_edge = edge_key("rgb", target)
     path_edges = [e for e in config.freeze if e != direct_edge]
