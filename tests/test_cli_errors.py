@@ -32,6 +32,10 @@ CASES = {  # name: (arguments, what the one message must say)
     "unknown mode": ([CPU, "--mode=fit"], r"--mode=fit: value should be one of"),
     "misspelt transfer domain": (["--config=configs/transfer.py:normal->curvatur,cpu"],
                                  r"unknown domain 'curvatur'"),
+    "missing ImageNet weights": ([CPU, "--config.imagenet_weights=/nonexistent/resnet50"],
+                                 r"imagenet_weights='/nonexistent/resnet50' is not an export"),
+    "missing init_from": ([CPU, "--config.train.init_from=/nonexistent/export"],
+                          r"train\.init_from=./nonexistent/export. is not an exported model"),
     "unknown preset of the transfer config": (["--config=configs/transfer.py:normal->reshading,"
                                                "tpu"], r"unknown config preset 'tpu'"),
 }  # fmt: skip
@@ -56,6 +60,13 @@ def test_a_mistake_on_the_main_command_is_one_line_before_any_stage(tmp_path, ca
     if case != "workdir cannot be made":  # nothing rendered, trained or compiled
         assert not (tmp_path / "work" / "data").exists()
         assert not any(p.name in ("baseline", "networks") for p in (tmp_path / "work").glob("*"))
+
+
+def test_a_workdir_that_is_a_file_is_named(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    result = _run("xtc_jax.main", [CPU], tmp_path / "file")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--workdir=" in result.stderr and "cannot create or write it" in result.stderr
 
 
 def test_the_energy_command_reports_config_mistakes_the_same_way(tmp_path):

@@ -28,7 +28,9 @@ from xtc_jax.consistency.imagenet import add_imagenet_term
 from xtc_jax.consistency.method import train
 from xtc_jax.consistency.plan import make_plan
 from xtc_jax.data import prepare
+from xtc_jax.errors import ConfigError
 from xtc_jax.infra import atomic
+from xtc_jax.infra import export as export_lib
 from xtc_jax.infra import workdir as workdir_lib
 from xtc_jax.infra.writers import log as log_line
 from xtc_jax.training.loop import check_train_config
@@ -99,6 +101,14 @@ def check(config, workdir: str):
     """
     plan = make_plan(config)
     check_train_config(config.train)
+    if config.train.init_from and not os.path.isfile(
+        os.path.join(config.train.init_from, export_lib.MODEL_JSON)
+    ):
+        raise ConfigError(
+            f"train.init_from={config.train.init_from!r} is not an exported model (no "
+            f"{export_lib.MODEL_JSON}): point it at a run's export folder ({{run}}/export) "
+            "or a converted published model, or set it to ''."
+        )
     check_frozen(config, workdir, plan.frozen)
     if plan.perceptual:
         make_plan(baseline_config(config))
