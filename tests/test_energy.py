@@ -127,6 +127,9 @@ def test_corruptions_are_deterministic_in_range_and_parsed_with_clear_errors():
     assert np.abs(corrupt.corrupt(image, "noise", 5) - image).mean() > mild
     assert corrupt.parse("blur,noise:5") == [("blur", 5), ("noise", 5)]
     assert corrupt.parse("jpeg") == [("jpeg", 3)]
+    assert corrupt.parse("blur:3,noise:5") == [("blur", 3), ("noise", 5)]  # one per corruption
+    assert corrupt.parse("blur:2,noise,jpeg:4,contrast") == [
+        ("blur", 2), ("noise", 4), ("jpeg", 4), ("contrast", 3)]  # fmt: skip
     with pytest.raises(ConfigError, match="severity"):
         corrupt.parse("blur:9")
     with pytest.raises(ConfigError, match=r"fog.*blur, noise, jpeg, contrast"):

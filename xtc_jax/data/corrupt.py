@@ -53,22 +53,33 @@ CORRUPTIONS: dict[str, Callable[[np.ndarray, int, np.random.Generator], np.ndarr
 
 
 def parse(spec: str) -> list[tuple[str, int]]:
-    """'blur,noise:3' -> [("blur", 3), ("noise", 3)]; severity defaults to 3."""
-    names, _, severity_text = (spec or "").partition(":")
-    try:
-        severity = int(severity_text) if severity_text else 3
-    except ValueError:
-        severity = -1
-    if not 1 <= severity <= 5:
-        raise ConfigError(f"--corrupt={spec!r}: the severity after ':' must be 1..5.")
-    kinds = [n.strip() for n in names.split(",") if n.strip()]
-    unknown = [k for k in kinds if k not in CORRUPTIONS]
-    if not kinds or unknown:
-        raise ConfigError(
-            f"--corrupt={spec!r}: name corruptions from {', '.join(CORRUPTIONS)}, e.g. "
-            "--corrupt=blur,noise,jpeg,contrast:3."
-        )
-    return [(kind, severity) for kind in kinds]
+    """Corruptions with severities: a severity applies to the names before it, back to the
+    previous severity, and 3 to names with none after them.
+
+    'blur,noise:3' -> [("blur", 3), ("noise", 3)]; 'blur:3,noise:5' -> [("blur", 3),
+    ("noise", 5)]; 'blur,noise' -> both at 3.
+    """
+    example = "e.g. --corrupt=blur,noise,jpeg,contrast:3 or --corrupt=blur:3,noise:5"
+    pending: list[str] = []
+    out: list[tuple[str, int]] = []
+    for item in (spec or "").split(","):
+        name, has_severity, severity_text = item.strip().partition(":")
+        name = name.strip()
+        if name not in CORRUPTIONS:
+            raise ConfigError(f"--corrupt={spec!r}: {name!r} is no corruption; name them from "
+                              f"{', '.join(CORRUPTIONS)}, {example}.")  # fmt: skip
+        pending.append(name)
+        if has_severity:
+            try:
+                severity = int(severity_text)
+            except ValueError:
+                severity = -1
+            if not 1 <= severity <= 5:
+                raise ConfigError(f"--corrupt={spec!r}: the severity after {name}: must be "
+                                  f"1..5, {example}.")  # fmt: skip
+            out += [(n, severity) for n in pending]
+            pending = []
+    return out + [(n, 3) for n in pending]
 
 
 def corrupt(image: np.ndarray, kind: str, severity: int, seed: int = 0) -> np.ndarray:

@@ -40,7 +40,8 @@ _DATA = flags.DEFINE_string(
 )
 _OOD = flags.DEFINE_string("ood", None, "A folder of shifted images to tell apart by energy.")
 _CORRUPT = flags.DEFINE_string(
-    "corrupt", None, "Corrupted copies of --data to detect: e.g. blur,noise,jpeg,contrast:3."
+    "corrupt", None, "Corrupted copies of --data to detect: e.g. blur,noise,jpeg,contrast:3 "
+    "(all at severity 3) or blur:3,noise:5 (a severity applies to the names before it).",
 )
 _OUTPUT = flags.DEFINE_string("output", None, "Output folder (default WORKDIR/energy/MODEL).")
 _MAX_IMAGES = flags.DEFINE_integer("max_images", 0, "Score at most this many images (0: all).")
