@@ -100,6 +100,20 @@ def test_every_file_in_every_layout(tmp_path: Path, layout: str) -> None:
     assert not list(tmp_path.rglob(".*.tmp"))  # atomic writes leave no temporaries
 
 
+def test_every_rendered_file_name_parses_back_to_its_domain(tree: Path) -> None:
+    """Names as Taskonomy's (taskonomy.md §1.3): `..._domain_edge_texture.png`, not `None`."""
+    from xtc_jax.data.sources.index import FILE_RE, folder_domain, token_domain
+
+    names = [p for p in tree.rglob("point_*") if p.is_file()]
+    assert len(names) == 18 * 12
+    for path in names:
+        match = FILE_RE.fullmatch(path.name)
+        assert match, path.name
+        assert token_domain(match.group(3)) == folder_domain(path.parent.name), path
+    assert (tree / "synth_000" / "edge_texture" /
+            "point_0_view_0_domain_edge_texture.png").is_file()  # fmt: skip
+
+
 def test_split_file(tmp_path: Path) -> None:
     path = generate.write_split_file(tmp_path, 7)
     raw = path.read_bytes()

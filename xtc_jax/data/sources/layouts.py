@@ -22,7 +22,8 @@ LAYOUTS = ("plain", "xtc", "omnidata", "by_domain")
 
 def file_name(domain: str, point: int, view: int | str, ext: str = "png") -> str:
     """`point_{P}_view_{V}_domain_{token}.{ext}`, with the domain's real file token."""
-    token = domains_lib.DOMAINS[domain].file_token if domain in domains_lib.DOMAINS else domain
+    spec = domains_lib.DOMAINS.get(domain)
+    token = (spec.file_token if spec else None) or domain  # edge_texture: Taskonomy's token
     return f"point_{point}_view_{view}_domain_{token}.{ext}"
 
 
