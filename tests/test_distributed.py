@@ -202,6 +202,6 @@ def test_a_process_that_fails_ends_the_other_naming_it(tmp_path):
     finally:
         _stop(processes)
     failed, survivor = logs[1].read_text(), logs[0].read_text()
-    assert f"error: {tmp_path / 'no_export'} does not exist" in failed, failed
+    assert f"error: train.init_from='{tmp_path / 'no_export'}' is not an exported" in failed, failed
     assert statuses[0] not in (None, 0), survivor
     assert "error: process 1 of 2 stopped responding (lost); ending this one" in survivor, survivor
