@@ -32,7 +32,9 @@ from xtc_jax.losses import masked, weighting
 
 def _term_values(plan: Plan, params, batch, terms: list[LossTerm]) -> dict[str, jax.Array]:
     """Per-example loss [B] of each term in `terms`."""
-    wanted = {n for t in terms for n in (t.pred, t.target)}
+    # In the terms' order, not a set's: a set of strings iterates in an order that changes with
+    # PYTHONHASHSEED, which reordered the traced paths and so XLA's float sums between runs.
+    wanted = list(dict.fromkeys(n for t in terms for n in (t.pred, t.target)))
     values = plan.graph.evaluate(params, batch, {n: plan.paths[n] for n in wanted})
     out = {}
     for t in terms:
