@@ -76,6 +76,8 @@ def main(argv: list[str]) -> None:
     config, workdir = _CONFIG.value, _WORKDIR.value
     if config is None or workdir is None:
         cli.fail("--config and --workdir are required (--help lists every flag).")
+    from jax import errors as jax_errors
+
     from xtc_jax.data import prepare
     from xtc_jax.errors import XtcError
     from xtc_jax.infra import distributed, runtime
@@ -95,6 +97,12 @@ def main(argv: list[str]) -> None:
     except Preempted:
         distributed.finish()  # every process stopped at the same step
         sys.exit(0)  # the loop saved a checkpoint and said so; rerun to resume
+    except jax_errors.JaxRuntimeError as error:
+        if not distributed.wanted(_DISTRIBUTED.value):
+            raise
+        from xtc_jax.infra import watchdog
+
+        watchdog.end_after_failed_collective(error)  # a peer died; never returns
     except XtcError as error:
         cli.fail(str(error))
 

@@ -123,6 +123,28 @@ class Watchdog:
                 self._set(_DONE)
 
 
+def end_after_failed_collective(error: BaseException) -> None:
+    """A collective failed (a peer died: Gloo "connection reset"): wait here for the verdict
+    and end with the watchdog's one line naming the lost process, exit 3.
+
+    Leaving through the interpreter's exit instead would print the error's traceback and
+    then race jax's shutdown barrier, whose abort (a C++ fatal error) can come first. Without
+    a verdict within twice the timeout, this ends with the error's last line.
+    """
+    if _installed:
+        dog = _installed[-1]
+        deadline = time.monotonic() + 2 * dog.timeout_s
+        while time.monotonic() < deadline:
+            lost = dog.lost()
+            if lost is not None:
+                dog.end(lost)
+            time.sleep(dog.interval_s)
+    lines = str(error).strip().splitlines() or [type(error).__name__]
+    os.write(2, f"error: a collective with the other processes failed ({lines[0]}); "
+                "ending this one\n".encode())  # fmt: skip
+    os._exit(EXIT_STATUS)
+
+
 def mark_done() -> None:
     """Tells the peers this process finished its work (`distributed.finish`).
 
