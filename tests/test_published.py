@@ -4,33 +4,23 @@ from __future__ import annotations
 
 import os
 
-import jax
 import pytest
-from test_demo import _write_inputs
+from test_demo import _export, _write_inputs
 
 from configs import normal
 from xtc_jax.apps import demo
-from xtc_jax.consistency.graph import TaskGraph
 from xtc_jax.convert.published import PublishedModels
 from xtc_jax.energy import command as energy_command
 from xtc_jax.energy.model import stats_path
 from xtc_jax.energy.terms import Standardisation
 from xtc_jax.errors import ConfigError
-from xtc_jax.infra import export as export_lib
 
 RES = 16
-SPEC = {"arch": "unet", "downsample": 2, "width": 0.25}
 
 
 def _convert_like(models, stem: str, edge: str, seed: int) -> str:
     """An export as `python -m xtc_jax.convert` names it (narrow, so the test is quick)."""
-    graph = TaskGraph({edge: SPEC})
-    params = jax.device_get(graph.init(jax.random.PRNGKey(seed), RES, [edge])[edge])
-    src, dst = edge.split("->")
-    folder = models / stem
-    export_lib.export_model(folder, params, dict(SPEC, edge=edge, src=src, dst=dst,
-                                                 resolution=RES))  # fmt: skip
-    return str(folder)
+    return _export(models / stem, edge, seed)
 
 
 @pytest.fixture(scope="module")

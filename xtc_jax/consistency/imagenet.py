@@ -43,7 +43,7 @@ def imagenet_spec(directory: str) -> dict:
     if model_config.get("arch") != "resnet":
         raise ConfigError(f"imagenet_weights={directory!r} holds a {model_config.get('arch')!r} "
                           f"network, not an ImageNet ResNet: {HOW}.")  # fmt: skip
-    return dict(export_lib.network_spec(model_config), checkpoint=os.path.abspath(directory))
+    return export_lib.checkpoint_spec(directory, model_config)
 
 
 def add_imagenet_term(config) -> ml_collections.ConfigDict:

@@ -80,5 +80,4 @@ class PublishedModels:
 
     def spec(self, folder: str) -> dict:
         """The `networks[edge]` spec of an export: its architecture, checkpoint = the folder."""
-        return dict(export_lib.network_spec(self.exports[folder]),
-                    checkpoint=os.path.abspath(folder))  # fmt: skip
+        return export_lib.checkpoint_spec(folder, self.exports[folder])

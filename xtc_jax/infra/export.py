@@ -137,6 +137,13 @@ def network_spec(model_config: dict) -> dict:
     return {k: v for k, v in model_config.items() if k not in _EXPORT_ONLY}
 
 
+def checkpoint_spec(directory: str, model_config: dict | None = None) -> dict:
+    """The `config.networks[edge]` spec that loads this export: its architecture, and the
+    folder as `checkpoint`."""
+    model_config = model_config if model_config is not None else read_model_config(directory)
+    return dict(network_spec(model_config), checkpoint=str(epath.Path(directory).absolute()))
+
+
 @dataclasses.dataclass
 class ExportedNetwork:
     """src -> dst network loaded from an export folder; call it on (B, H, W, C) float arrays."""

@@ -24,7 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from xtc_jax.models.unet import ModelError
+from xtc_jax.models.unet import ModelError, conv
 
 #: depth -> (block kind, blocks per stage), as torchvision.models.resnet.
 DEPTHS = {
@@ -71,10 +71,7 @@ class FrozenBatchNorm(nn.Module):
 
 def _conv(features: int, kernel: int, stride: int, dtype: Any, name: str) -> nn.Conv:
     """torch's Conv2d(k, stride, padding=k//2, bias=False)."""
-    pad = kernel // 2
-    return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
-                   padding=((pad, pad), (pad, pad)), use_bias=False, dtype=dtype,
-                   param_dtype=jnp.float32, name=name)  # fmt: skip
+    return conv(features, kernel, dtype, name, stride=stride, bias=False)
 
 
 class Block(nn.Module):

@@ -42,14 +42,17 @@ def scaled_channels(base: int, width: float) -> int:
     return max(GN_GROUPS, math.ceil(base * width / GN_GROUPS) * GN_GROUPS)
 
 
-def conv(features: int, kernel: int, dtype: Any, name: str) -> nn.Conv:
-    """Conv k×k, stride 1, zero padding k//2 (pad 1 for 3×3 = SAME), with bias, fp32 params."""
+def conv(features: int, kernel: int, dtype: Any, name: str, stride: int = 1,
+         bias: bool = True) -> nn.Conv:  # fmt: skip
+    """Conv k×k, zero padding k//2 (pad 1 for 3×3 = SAME at stride 1), fp32 params: torch's
+    Conv2d(k, stride, padding=k//2, bias)."""
     pad = kernel // 2
     return nn.Conv(
         features,
         (kernel, kernel),
+        strides=(stride, stride),
         padding=((pad, pad), (pad, pad)),
-        use_bias=True,
+        use_bias=bias,
         dtype=dtype,
         param_dtype=jnp.float32,
         name=name,
