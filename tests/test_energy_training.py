@@ -11,8 +11,8 @@ import pytest
 from configs import normal
 from xtc_jax.consistency import evaluate_exports, experiment
 from xtc_jax.data import prepare
+from xtc_jax.energy import command, scoring
 from xtc_jax.energy import model as energy_model_lib
-from xtc_jax.energy import scoring
 from xtc_jax.infra.tfevents import read_event_scalars
 
 RES = 16
@@ -105,3 +105,25 @@ def test_eval_mode_reports_domain_metrics_to_json_and_tensorboard(trained):
     scalars = read_event_scalars(os.path.join(workdir, "eval", "logs"))
     key = next(k for k in scalars if k.endswith("direct_reshading/reshading/l1"))
     assert scalars[key][0][1] == pytest.approx(results["direct_reshading/reshading"]["l1"], 1e-6)
+
+
+def test_eval_on_the_shifted_style_writes_its_own_file(trained):
+    config, workdir, _ = trained
+    shifted = config.copy_and_resolve_references()
+    shifted.data.synthetic.style = "shifted"
+    results = evaluate_exports.run(shifted, workdir, "val", log=lambda _: None)
+    with open(os.path.join(workdir, "eval", "val_shifted.json")) as f:
+        assert json.load(f)["metrics"] == results
+    assert os.path.isdir(os.path.join(config.data.cache_dir, "synthetic_b3_v16_s32_seed0_shifted"))
+
+
+def test_energy_command_scores_the_style_shift_with_its_errors(trained, tmp_path):
+    config, workdir, _ = trained
+    summary = command.run(config, workdir, "direct", data="val", style_shift=True,
+                          output=str(tmp_path), log=lambda _: None)  # fmt: skip
+    assert summary["images"] == {"clean": 16, "style": 16}
+    assert 0.0 <= summary["roc_auc"]["style"] <= 1.0
+    # the shifted images have ground truth: the correlation also spans both sets
+    assert "correlation_error_angular_error_deg_all_sets" in summary
+    with open(tmp_path / "data.csv") as f:
+        assert sum(line.split(",")[1] == "style" for line in f) == 16

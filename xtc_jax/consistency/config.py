@@ -109,10 +109,16 @@ def data_config(domains: list[str], preset: str) -> ml_collections.ConfigDict:
     data.augment = False
     data.worker_count = 0 if cpu else 8
     data.on_error = "skip"
+    # Labelled rgb->target examples: 0 = the whole train split; N = N of them, evenly spaced
+    # over it (sample-complexity experiments; frozen networks keep the whole split).
+    data.train_examples = 0
     data.cache_dir = ""  # where prepared data lives; "" = $XTC_DATA_DIR or {workdir}/data
     data.synthetic = ml_collections.ConfigDict(
         dict(buildings=6 if cpu else 12, views=48 if cpu else 400, size=64 if cpu else 256, seed=0)
     )
+    # "base", or "shifted": held-out textures, lighting and shapes, for evaluating under a
+    # distribution shift (--mode=eval and the energy command's --style_shift render it).
+    data.synthetic.style = "base"
     return data
 
 
@@ -127,6 +133,8 @@ def base_config(preset: str) -> ml_collections.ConfigDict:
     config.optimizer = ml_collections.ConfigDict(
         dict(name="amsgrad", learning_rate=1e-3 if cpu else 3e-5, weight_decay=2e-6)
     )
+    # The consistency phase's learning rate after the baseline warm start (0: learning_rate).
+    config.optimizer.consistency_learning_rate = 0.0
     config.train = ml_collections.ConfigDict(
         dict(
             steps=300 if cpu else 100_000,

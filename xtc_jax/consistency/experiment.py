@@ -81,6 +81,7 @@ def _frozen_network_config(config, workdir: str, edge: str) -> ml_collections.Co
     for field in ("path", "format", "layout", "split_file", "resolution", "synthetic"):
         transfer.data[field] = config.data[field]
     transfer.data.cache_dir = config.data.cache_dir or workdir_lib.data_dir(workdir)
+    transfer.data.train_examples = 0  # frozen networks learn from the whole train split
     return transfer
 
 
@@ -126,6 +127,18 @@ def ensure_networks(config, workdir: str, edges: Sequence[str],
         train(transfer, run_dir, log)
 
 
+def consistency_stage_config(config, warmstart: str) -> ml_collections.ConfigDict:
+    """The consistency stage's config: started from the warm start (unless train.init_from
+    names another model), at optimizer.consistency_learning_rate when that is set."""
+    config = copy.deepcopy(config)
+    with config.unlocked():
+        if config.train.baseline_steps:
+            config.train.init_from = config.train.init_from or warmstart
+        if config.optimizer.get("consistency_learning_rate"):
+            config.optimizer.learning_rate = config.optimizer.consistency_learning_rate
+    return config
+
+
 def run(config, workdir: str, log: Callable[[str], None] = log_line) -> dict:
     """Runs the experiment of `config` in `workdir`; returns {"baseline": m, "consistency": m}."""
     config = resolve(config, workdir)
@@ -150,10 +163,8 @@ def run(config, workdir: str, log: Callable[[str], None] = log_line) -> dict:
     baseline_metrics = train(baseline, stage_dirs[workdir_lib.BASELINE], log)
 
     log(f"== consistency: {config.train.steps} steps from the warm start")
-    with config.unlocked():
-        if config.train.baseline_steps:
-            config.train.init_from = config.train.init_from or warmstart
-    consistency_metrics = train(config, stage_dirs[workdir_lib.CONSISTENCY], log)
+    consistency = consistency_stage_config(config, warmstart)
+    consistency_metrics = train(consistency, stage_dirs[workdir_lib.CONSISTENCY], log)
     results = {"baseline": baseline_metrics, "consistency": consistency_metrics}
     log(comparison_table(results))
     return results

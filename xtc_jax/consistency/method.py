@@ -65,7 +65,10 @@ class ConsistencyMethod:
         self.log = log
         self.plan = make_plan(config)
         location = prepare.data_location(config.data, workdir)
-        self.train_source = prepare.open_split(config.data, location, config.data.train_split)
+        self.train_source = prepare.labelled_subset(
+            prepare.open_split(config.data, location, config.data.train_split),
+            config.data.get("train_examples", 0),
+        )
         val_source = prepare.open_split(config.data, location, config.data.val_split)
         self.frozen = frozen.load(config, self.plan.graph, self.plan.frozen, workdir)
         self.optimizer = optim.make_optimizer(config.optimizer)

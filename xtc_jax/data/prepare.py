@@ -32,9 +32,21 @@ from xtc_jax.infra.writers import log
 SPLIT_CSV = "train_val_test_synthetic.csv"
 
 
+def synthetic_style(settings: ml_collections.ConfigDict) -> str:
+    """data.synthetic.style, checked: "base" (training data) or "shifted"."""
+    style = settings.get("style", "base")
+    if style not in generate.STYLES:
+        raise ConfigError(
+            f"data.synthetic.style={style!r}: use one of {', '.join(generate.STYLES)} "
+            '("shifted": held-out textures, lighting and shapes).'
+        )
+    return style
+
+
 def _synthetic_root(settings: ml_collections.ConfigDict, cache_dir: str) -> str:
     name = "synthetic_b{buildings}_v{views}_s{size}_seed{seed}".format(**settings.to_dict())
-    return os.path.join(cache_dir, name)
+    style = synthetic_style(settings)
+    return os.path.join(cache_dir, name if style == "base" else f"{name}_{style}")
 
 
 def synthetic_tree(
@@ -44,9 +56,10 @@ def synthetic_tree(
     root = _synthetic_root(settings, cache_dir)
     if os.path.exists(os.path.join(root, SPLIT_CSV)):
         return root
+    style = synthetic_style(settings)
     log(
         f"rendering the synthetic Taskonomy ({settings.buildings} buildings x {settings.views} "
-        f"views at {settings.size}px) into {root}"
+        f"views at {settings.size}px{', shifted style' if style != 'base' else ''}) into {root}"
     )
     generate.generate(
         root,
@@ -54,6 +67,7 @@ def synthetic_tree(
         views=settings.views,
         size=settings.size,
         seed=settings.seed,
+        style=style,
     )
     return root
 
@@ -123,12 +137,52 @@ def _data_location(data: ml_collections.ConfigDict, workdir: str) -> str:
     return built_shards(data.path, stored, cache_dir, data.split_file)
 
 
+def shifted(data: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy of `data` that reads the built-in data rendered in the shifted style."""
+    if data.path:
+        raise ConfigError(
+            f"the style shift is a setting of the built-in synthetic data, but data.path="
+            f"{data.path!r}; for your own shifted images pass a folder (--ood=FOLDER)."
+        )
+    data = data.copy_and_resolve_references()
+    with data.unlocked():
+        data.synthetic.style = "shifted"
+    return data
+
+
 def open_split(data: ml_collections.ConfigDict, location: str, split: str):
     """A random-access source over `split` of the prepared data at `location`."""
     options = {}
     if not shards.find_datasets(location):
         options = dict(layout=data.layout, split_file=data.split_file or None)
     return shards.open_source(location, split, list(data.domains), **options)
+
+
+class EvenSubset:
+    """`count` examples of a random-access source, evenly spaced over it (every building)."""
+
+    def __init__(self, source, count: int):
+        self.source = source
+        n = len(source)
+        self.indices = [i * n // count for i in range(count)]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int):
+        return self.source[self.indices[index]]
+
+
+def labelled_subset(source, count: int):
+    """`source`, or `count` of its examples evenly spaced (data.train_examples; 0 = all)."""
+    if not count:
+        return source
+    if count < 0 or count > len(source):
+        raise ConfigError(
+            f"data.train_examples={count}: the train split has {len(source)} examples; use "
+            f"1..{len(source)}, or 0 for all of them."
+        )
+    return EvenSubset(source, count)
 
 
 def report(config, workdir: str, batches: int = 4) -> dict:

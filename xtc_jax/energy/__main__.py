@@ -6,7 +6,7 @@ DIR, and writes to --output (default DIR/energy/MODEL):
                      error_l1 / error_angular_error_deg where ground truth
                      exists, and every path term percep__K / percep_K1_K2
   energy_vs_error.{png,pdf}  scatter with Pearson and Spearman r
-  roc.{png,pdf}      with --ood or --corrupt: telling in-distribution images
+  roc.{png,pdf}      with --ood, --corrupt or --style_shift: telling in-distribution images
                      from shifted ones by energy, AUC per shift
   summary.json       the figures above
 The standardisation statistics are fitted once on the reference split and
@@ -42,6 +42,10 @@ _OOD = flags.DEFINE_string("ood", None, "A folder of shifted images to tell apar
 _CORRUPT = flags.DEFINE_string(
     "corrupt", None, "Corrupted copies of --data to detect: e.g. blur,noise,jpeg,contrast:3 "
     "(all at severity 3) or blur:3,noise:5 (a severity applies to the names before it).",
+)
+_STYLE_SHIFT = flags.DEFINE_bool(
+    "style_shift", False, "Also score --data rendered in the built-in data's shifted style "
+    "(held-out textures, lighting and shapes; with ground truth), the set 'style'.",
 )
 _OUTPUT = flags.DEFINE_string("output", None, "Output folder (default WORKDIR/energy/MODEL).")
 _MAX_IMAGES = flags.DEFINE_integer("max_images", 0, "Score at most this many images (0: all).")
@@ -79,6 +83,7 @@ def main(argv: list[str]) -> None:
             max_images=_MAX_IMAGES.value,
             refit=_REFIT.value,
             models_dir=_MODELS_DIR.value,
+            style_shift=_STYLE_SHIFT.value,
         )
     except XtcError as error:
         cli.fail(str(error))

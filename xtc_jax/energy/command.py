@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from xtc_jax.errors import ConfigError
 from xtc_jax.infra import atomic
 from xtc_jax.infra import workdir as workdir_lib
 
@@ -45,14 +46,17 @@ def run(
     refit: bool = False,
     log: Callable[[str], None] = print,
     models_dir: str = "",
+    style_shift: bool = False,
 ) -> dict:
-    """The energy command: scores --data (and --ood / --corrupt), writes the report."""
+    """The energy command: scores --data (and --ood / --corrupt / --style_shift), writes the
+    report. style_shift: also the same split of the built-in data in the shifted style."""
     from xtc_jax.consistency import experiment
     from xtc_jax.data import corrupt, prepare
     from xtc_jax.energy import model, report, scoring
 
     corruptions = corrupt.parse(corruptions) if corruptions else []
     config = experiment.resolve(config, workdir)
+    shifted_data = prepare.shifted(config.data) if style_shift else None  # errors first
     energy_model = model.load(config, workdir, model_name, log=log, models_dir=models_dir)
     location = prepare.data_location(config.data, workdir)
     stats = statistics(config, energy_model, location, refit, log)
@@ -75,6 +79,15 @@ def run(
             + (f", x{len(corruptions) + 1} with corruptions)" if corruptions else ")")
         )
         rows = scoring.score_split(energy_model, source, batch, stats, corruptions, limit)
+    if shifted_data is not None:
+        if os.path.isdir(data):
+            raise ConfigError("--style_shift scores a split of the built-in data; give --data "
+                              "a split name (e.g. val), not a folder.")  # fmt: skip
+        source = prepare.open_split(
+            shifted_data, prepare.data_location(shifted_data, workdir), data
+        )
+        log(f"scoring the {data} split in the shifted style ({len(source)} images)")
+        rows += scoring.score_split(energy_model, source, batch, stats, (), limit, group="style")
     if ood:
         log(f"scoring the shifted images of {ood}")
         rows += scoring.score_folder(energy_model, ood, batch, stats, "ood", limit, log=log)

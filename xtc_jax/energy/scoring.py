@@ -60,9 +60,11 @@ def score_split(
     with_error: bool = True,
     progress: bool = True,
     pixel_sink: list | None = None,
+    group: str = "clean",
 ) -> list[dict]:
     """Rows for the examples of a data split (and their corrupted copies), with errors.
 
+    `group` names the set of the uncorrupted images ("clean"; "style" for shifted data).
     With `pixel_sink`, the clean images' pixel terms {K: (B, h, w)} are appended
     to it, every 4th pixel in each direction (for the energy maps' colour range).
     """
@@ -80,7 +82,7 @@ def score_split(
             break
         indices = np.asarray(batch[pipeline.INDEX_KEY])[:take]
         names = [f"{int(i):06d}" for i in indices]
-        variants = [("clean", batch["rgb"][:take])]
+        variants = [(group, batch["rgb"][:take])]
         for kind, severity in corruptions:
             corrupted = np.stack(
                 [
@@ -89,10 +91,10 @@ def score_split(
                 ]
             )
             variants.append((f"{kind}:{severity}", corrupted))  # fmt: skip
-        for group, rgb in variants:
+        for name, rgb in variants:
             out = _padded(model, rgb, batch_size)
-            new = _rows(out, names, group, stats)
-            if pixel_sink is not None and group == "clean":
+            new = _rows(out, names, name, stats)
+            if pixel_sink is not None and name == group:
                 pixel_sink.append({k: v[:, ::4, ::4] for k, v in out["pixels"].items()})
             if errors is not None:
                 target = np.asarray(batch[model.target][:take])

@@ -97,19 +97,29 @@ def _albedo(scene: Scene, sid: np.ndarray, px, py, pz) -> list[np.ndarray]:
         elif k == 3:  # noise: a sum of three random plane waves
             w = scene.noise_freqs.astype(f32)
             mk = sum(np.sin(w[0, j] * qx + w[1, j] * qy + w[2, j] * qz) for j in range(3)) / 6 + 0.5
-        else:  # wood rings
+        elif k == 4:  # wood rings
             mk = np.square(_frac(np.sqrt(qx * qx + qz * qz) * 3.0 + 0.4 * np.sin(qy * 2.0)))
+        elif k == 5:  # dots (held out): discs on a 3D lattice
+            dx, dy, dz = (_frac(q) - 0.5 for q in (qx, qy, qz))
+            mk = (dx * dx + dy * dy + dz * dz < 0.09).astype(f32)
+        else:  # zigzag (held out): stripes bent into chevrons
+            mk = (_frac(qx * 2.0 + np.abs(_frac(qy * 1.5) - 0.5) * 2.0) < 0.5).astype(f32)
         m = mk if kind is None else np.where(kind == k, mk, m)
     return [table[4 + i].take(sid) + table[7 + i].take(sid) * m for i in range(3)]
 
 
-def shade_rgb(scene: Scene, hits: Hits, points: tuple, origin: np.ndarray, rng) -> np.ndarray:
+def shade_rgb(scene: Scene, hits: Hits, points: tuple, origin: np.ndarray, rng,
+              style: str = "base") -> np.ndarray:  # fmt: skip
     """(H, W, 3) uint8 rgb: textures lit by random ambient + point + directional lights.
 
     Lights (positions, colours, intensities) are drawn per view from `rng`,
     independently of the geometry and the materials; holes show the window colour.
     Lambertian with inverse-square-ish falloff, a Blinn-Phong highlight, no shadows.
+    style "shifted": lighting never seen in training, one or two strongly tinted point
+    lights low in the room over a dim ambient, no sun.
     """
+    if style == "shifted":
+        return _shade_shifted(scene, hits, points, rng)
     valid = hits.valid
     px, py, pz = points
     nx, ny, nz = hits.normal
@@ -146,6 +156,31 @@ def shade_rgb(scene: Scene, hits: Hits, points: tuple, origin: np.ndarray, rng) 
         value = albedo[i] * light[i] + highlight_color[i] * highlight
         value = np.where(valid, np.clip(value, 0.0, 1.0) ** (1 / 2.2), float(scene.window_color[i]))
         rgb[..., i] = np.rint(value * 255.0)
+    return rgb
+
+
+def _shade_shifted(scene: Scene, hits: Hits, points: tuple, rng) -> np.ndarray:
+    """The shifted style's lighting: saturated coloured point lights near the floor."""
+    valid = hits.valid
+    px, py, pz = points
+    nx, ny, nz = hits.normal
+    albedo = _albedo(scene, np.maximum(hits.sid, 0), px, py, pz)
+    light = [np.full(valid.shape, a, dtype=np.float32) for a in rng.uniform(0.01, 0.06, 3)]
+    for _ in range(rng.integers(1, 3)):
+        pos = rng.uniform([0.2, 0.2, 0.1], [*(scene.room[:2] - 0.2), 0.6]).tolist()
+        color = np.full(3, 0.15)
+        color[rng.integers(3)] = 1.0  # one dominant primary
+        color = (color * rng.uniform(3.0, 6.0)).tolist()
+        lx, ly, lz = pos[0] - px, pos[1] - py, pos[2] - pz
+        dist2 = lx * lx + ly * ly + lz * lz
+        inv = 1.0 / np.sqrt(dist2)
+        lam = np.maximum((nx * lx + ny * ly + nz * lz) * inv, 0.0) / (1.0 + 0.3 * dist2)
+        for i in range(3):
+            light[i] += color[i] * lam
+    rgb = np.empty((*valid.shape, 3), dtype=np.uint8)
+    for i in range(3):
+        value = np.clip(albedo[i] * light[i], 0.0, 1.0) ** (1 / 2.2)
+        rgb[..., i] = np.rint(np.where(valid, value, float(scene.window_color[i])) * 255.0)
     return rgb
 
 

@@ -13,6 +13,12 @@ endings, as the real split files). Every file is written atomically.
 Determinism: a building's scene comes from SeedSequence(seed, (b, 0, 0, 0)),
 its point P from (b, 1, P, 0), view V of P from (b, 2, P, V); so the output
 is bit-identical for a seed whatever the number of workers.
+
+Style: "base" (the default, what every model trains on) or "shifted" (`--style
+shifted`): buildings `synth_shifted_000`, ... with held-out texture families,
+lighting and furniture shapes (`scene.py`, `annotate.shade_rgb`), for testing
+generalisation and shift detection. Their streams carry the style as a fifth
+key element, so they never repeat a base building.
 """
 
 from __future__ import annotations
@@ -33,7 +39,14 @@ import numpy as np
 
 from xtc_jax.data.sources import layouts
 from xtc_jax.data.synthetic import annotate, raycast
-from xtc_jax.data.synthetic.scene import Scene, bounds, look_at_euler, opencv_rotation, sample_scene
+from xtc_jax.data.synthetic.scene import (
+    STYLES,
+    Scene,
+    bounds,
+    look_at_euler,
+    opencv_rotation,
+    sample_scene,
+)
 from xtc_jax.infra import atomic
 from xtc_jax.infra.png import encode_png
 
@@ -47,20 +60,24 @@ WORLD_FRAME = "metres; z up; floor z=0; room spans [0,Lx]x[0,Ly]x[0,H] (see boun
 _UUID_NAMESPACE = uuid.UUID("5d1f4c1e-8a51-4c0e-9a57-7a1c0ffee000")
 
 
-def building_name(index: int) -> str:
-    return f"synth_{index:03d}"
+def building_name(index: int, style: str = "base") -> str:
+    return f"synth_{index:03d}" if style == "base" else f"synth_{style}_{index:03d}"
 
 
-def _rng(seed: int, *key: int) -> np.random.Generator:
-    """Independent stream for (seed, key); key padded to a fixed length so keys never collide."""
+def _rng(seed: int, *key: int, style: str = "base") -> np.random.Generator:
+    """Independent stream for (seed, key); key padded to a fixed length so keys never collide,
+    and a non-base style appended as a fifth element (base streams are unchanged)."""
     key = tuple(key) + (0,) * (4 - len(key))
+    if style != "base":
+        key += (STYLES.index(style),)
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
 @functools.lru_cache(maxsize=8)
-def building_scene(seed: int, building: int) -> Scene:
+def building_scene(seed: int, building: int, style: str = "base") -> Scene:
     """The (cached) procedural scene of building index `building`."""
-    return sample_scene(_rng(seed, building, 0), building_name(building))
+    rng = _rng(seed, building, 0, style=style)
+    return sample_scene(rng, building_name(building, style), style)
 
 
 def _first_hit(scene: Scene, origins: np.ndarray, dirs: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -125,16 +142,21 @@ class RenderedView:
 
 
 @functools.lru_cache(maxsize=64)
-def fixation_point(seed: int, building: int, point: int) -> tuple[np.ndarray, np.ndarray]:
+def fixation_point(seed: int, building: int, point: int,
+                   style: str = "base") -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """(location, world normal) of point `point` of building `building` (cached)."""
-    return sample_point(building_scene(seed, building), _rng(seed, building, 1, point))
+    return sample_point(
+        building_scene(seed, building, style), _rng(seed, building, 1, point, style=style)
+    )
 
 
-def render_view(seed: int, building: int, point: int, view: int, size: int) -> RenderedView:
+def render_view(
+    seed: int, building: int, point: int, view: int, size: int, style: str = "base"
+) -> RenderedView:
     """Renders view `view` of point `point` of building `building` (all domains, in memory)."""
-    scene = building_scene(seed, building)
-    location, point_normal = fixation_point(seed, building, point)
-    rng = _rng(seed, building, 2, point, view)
+    scene = building_scene(seed, building, style)
+    location, point_normal = fixation_point(seed, building, point, style)
+    rng = _rng(seed, building, 2, point, view, style=style)
     camera = sample_camera(scene, rng, location)
     fov = float(rng.uniform(math.radians(45), math.radians(75)))
     euler = look_at_euler(camera, location)
@@ -149,7 +171,7 @@ def render_view(seed: int, building: int, point: int, view: int, size: int) -> R
     hits = raycast.cast(scene, camera, rays_world, cull=(rotation, f_px))
     depth = np.where(hits.valid, hits.t, 0.0)
     points = tuple(float(camera[i]) + depth * rays_world[i] for i in range(3))
-    rgb = annotate.shade_rgb(scene, hits, points, camera, rng)
+    rgb = annotate.shade_rgb(scene, hits, points, camera, rng, style)
     arrays = {"rgb": rgb, **annotate.annotate(scene, hits, rays_cam, rotation, rgb)}
     look = (location - camera) / np.linalg.norm(location - camera)
     name = scene.name
@@ -191,17 +213,17 @@ def _views_of(views: int, views_per_point: int) -> list[tuple[int, list[int]]]:
 
 def _render_point(task: tuple) -> tuple[int, int, int]:
     """Renders and writes every view of one point; returns (building, views, files)."""
-    out, layout, seed, building, point, views, size = task
+    out, layout, seed, building, point, views, size, style = task
     made_dirs: set[Path] = set()
     files = 0
     for view in views:
-        rendered = render_view(seed, building, point, view, size)
+        rendered = render_view(seed, building, point, view, size, style)
         payload = {d: encode_png(a, compress_level=1) for d, a in rendered.arrays.items()}
         payload["point_info"] = json.dumps(rendered.point_info, indent=1).encode()
         for domain, data in payload.items():
             ext = "json" if domain == "point_info" else "png"
             path = Path(out) / layouts.relative_path(
-                layout, building_name(building), domain, point, view, ext
+                layout, building_name(building, style), domain, point, view, ext
             )
             if path.parent not in made_dirs:
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -211,7 +233,7 @@ def _render_point(task: tuple) -> tuple[int, int, int]:
     return building, len(views), files
 
 
-def split_rows(buildings: int) -> list[tuple[str, int, int, int]]:
+def split_rows(buildings: int, style: str = "base") -> list[tuple[str, int, int, int]]:
     """Deterministic ~70/15/15 split by building: >= 1 val if N >= 2, >= 1 test if N >= 3."""
     n_test = max(1 if buildings >= 3 else 0, round(0.15 * buildings))
     n_val = max(1 if buildings >= 2 else 0, round(0.15 * buildings))
@@ -224,15 +246,15 @@ def split_rows(buildings: int) -> list[tuple[str, int, int, int]]:
             if b >= buildings - n_test - n_val
             else "train"
         )
-        rows.append(
-            (building_name(b), int(split == "train"), int(split == "val"), int(split == "test"))
-        )
+        flags = tuple(int(split == name) for name in ("train", "val", "test"))
+        rows.append((building_name(b, style), *flags))
     return rows
 
 
-def write_split_file(out: Path, buildings: int) -> Path:
+def write_split_file(out: Path, buildings: int, style: str = "base") -> Path:
     """`id,train,val,test` with old-Mac `\\r` line endings, as Taskonomy's split CSVs."""
-    lines = ["id,train,val,test"] + [",".join(map(str, row)) for row in split_rows(buildings)]
+    rows = split_rows(buildings, style)
+    lines = ["id,train,val,test"] + [",".join(map(str, row)) for row in rows]
     path = Path(out) / SPLIT_FILE
     atomic.write_bytes(path, ("\r".join(lines) + "\r").encode())
     return path
@@ -276,10 +298,13 @@ def generate(
     workers: int = 1,
     progress: bool = True,
     views_per_point: int = 3,
+    style: str = "base",
 ) -> Summary:
     """Renders `buildings` x `views` views (all domains) into `out_dir` in `layout`."""
     if layout not in layouts.LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(layouts.LAYOUTS)}")
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}; choose one of {', '.join(STYLES)}")
     if buildings < 1 or views < 1 or size < 8 or views_per_point < 1:
         raise ValueError("need buildings >= 1, views >= 1, size >= 8, views_per_point >= 1")
     out = Path(out_dir)
@@ -287,7 +312,9 @@ def generate(
     start = time.perf_counter()
     per_point = _views_of(views, views_per_point)
     tasks = [
-        (str(out), layout, seed, b, p, v, size) for b in range(buildings) for p, v in per_point
+        (str(out), layout, seed, b, p, v, size, style)
+        for b in range(buildings)
+        for p, v in per_point
     ]
     done_views, done_files, remaining = 0, 0, {b: views for b in range(buildings)}
     pool = _pool(workers) if workers > 1 else None
@@ -298,13 +325,14 @@ def generate(
             remaining[building] -= n_views
             if progress and remaining[building] == 0:
                 rate = done_views / (time.perf_counter() - start)
-                print(f"{building_name(building)}: done ({done_views}/{buildings * views} views, "
+                name = building_name(building, style)
+                print(f"{name}: done ({done_views}/{buildings * views} views, "
                       f"{rate:.1f} views/s)", file=sys.stderr, flush=True)  # fmt: skip
     finally:
         if pool:
             pool.close()
             pool.join()
-    write_split_file(out, buildings)
+    write_split_file(out, buildings, style)
     seconds = time.perf_counter() - start
     return Summary(
         str(out), layout, buildings, done_views, done_files + 1, seconds, done_views / seconds
@@ -333,6 +361,10 @@ def main(argv: list[str] | None = None) -> Summary:
         "--layout", choices=layouts.LAYOUTS, default="plain", help="tree layout (default plain)"
     )
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument(
+        "--style", choices=STYLES, default="base",
+        help="base (default) or shifted: held-out textures, lighting and shapes",
+    )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args(argv)
     summary = generate(
@@ -345,6 +377,7 @@ def main(argv: list[str] | None = None) -> Summary:
         args.workers,
         not args.quiet,
         args.views_per_point,
+        args.style,
     )
     print(json.dumps(dataclasses.asdict(summary)))
     return summary

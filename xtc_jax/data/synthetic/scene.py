@@ -27,8 +27,12 @@ from xtc_jax.domains import SEMANTIC_CLASSES
 #: Surface ids 0..5 are the room faces, in this order.
 ROOM_FACES = ("wall_x0", "wall_x1", "wall_y0", "wall_y1", "floor", "ceiling")
 FLOOR, CEILING = 4, 5
-#: Material pattern kinds.
-PATTERNS = ("plain", "stripes", "checkers", "noise", "wood")
+#: Material pattern kinds. The first five make the training style ("base"); "dots" and
+#: "zigzag" are held out for the "shifted" style, which also changes the lighting
+#: (`annotate.shade_rgb`) and the furniture's shapes (round tables, stools, columns).
+PATTERNS = ("plain", "stripes", "checkers", "noise", "wood", "dots", "zigzag")
+BASE_PATTERNS = 5
+STYLES = ("base", "shifted")
 
 
 class Box(NamedTuple):
@@ -130,8 +134,9 @@ class Scene:
 class _Builder:
     """Accumulates surfaces and primitives while a scene is sampled."""
 
-    def __init__(self, rng: np.random.Generator) -> None:
+    def __init__(self, rng: np.random.Generator, style: str = "base") -> None:
         self.rng = rng
+        self.style = style
         self.surfaces: list[tuple] = []
         self.prims: list[Primitive] = []
 
@@ -145,7 +150,10 @@ class _Builder:
         rng = self.rng
         hue = rng.uniform(0.15, 1.0, 3) * rng.uniform(0.3, 1.0)
         other = np.clip(hue * rng.uniform(0.3, 1.6) + rng.normal(0, 0.12, 3), 0.02, 1.0)
-        pattern = rng.choice(len(PATTERNS), p=[0.3, 0.15, 0.15, 0.2, 0.2])
+        if self.style == "shifted":  # only the held-out families, never plain
+            pattern = BASE_PATTERNS + rng.integers(len(PATTERNS) - BASE_PATTERNS)
+        else:
+            pattern = rng.choice(BASE_PATTERNS, p=[0.3, 0.15, 0.15, 0.2, 0.2])
         return (
             pattern,
             hue,
@@ -226,6 +234,23 @@ def _furniture(b: _Builder, kind: str, x: float, y: float, yaw: float, size: np.
             )
         )
         return []
+    if kind in ("round_table", "stool"):  # shifted style: a disc on a central pedestal
+        table = kind == "round_table"
+        r = min(hx, hy)
+        sid = b.surface("dining table" if table else "chair", 1 / r)
+        h = rng.uniform(0.68, 0.8) if table else rng.uniform(0.45, 0.7)
+        top = rng.uniform(0.03, 0.06)
+        b.prims.append(Cylinder(x, y, h - top, h, r, sid, b.surface("dining table" if table
+                                                                    else "chair")))
+        pedestal = rng.uniform(0.04, 0.09)
+        b.prims.append(Cylinder(x, y, 0.0, h - top, pedestal, b.surface("background",
+                                                                        1 / pedestal), sid))
+        return [(x, y, h, r * 0.6, r * 0.6)] if table else []
+    if kind == "column":  # shifted style: a thick cylinder floor to ceiling-ish
+        r = min(hx, hy)
+        b.prims.append(Cylinder(x, y, 0.0, rng.uniform(1.8, 2.3), r,
+                                b.surface("background", 1 / r), b.surface("background")))
+        return []
     r = min(hx, hy)  # ball
     b.prims.append(Sphere((x, y, r), r, b.surface("vase", 1 / r, 1 / r)))
     return []
@@ -239,6 +264,13 @@ _SIZES = {  # footprint half-sizes (x range, y range)
 }  # fmt: skip
 _KINDS = tuple(_SIZES)
 _KIND_P = (0.22, 0.18, 0.1, 0.1, 0.16, 0.1, 0.07, 0.07)
+#: The shifted style's furniture: round shapes the base style never has, and big balls.
+_SHIFTED_SIZES = {
+    "round_table": ((0.35, 0.6), (0.35, 0.6)), "stool": ((0.15, 0.25), (0.15, 0.25)),
+    "column": ((0.12, 0.3), (0.12, 0.3)), "ball": ((0.2, 0.45), (0.2, 0.45)),
+}  # fmt: skip
+_SHIFTED_KINDS = tuple(_SHIFTED_SIZES)
+_SHIFTED_KIND_P = (0.35, 0.3, 0.15, 0.2)
 
 
 def _small_object(b: _Builder, top: tuple) -> None:
@@ -261,9 +293,19 @@ def _small_object(b: _Builder, top: tuple) -> None:
         b.box((x, y, z + half[2]), half, rng.uniform(0, np.pi), b.surface(kind))
 
 
-def sample_scene(rng: np.random.Generator, name: str) -> Scene:
-    """Samples one building: room 3-8 m x 3-8 m x 2.4-3.5 m, 3-9 furniture pieces, windows."""
-    b = _Builder(rng)
+def sample_scene(rng: np.random.Generator, name: str, style: str = "base") -> Scene:
+    """Samples one building: room 3-8 m x 3-8 m x 2.4-3.5 m, 3-9 furniture pieces, windows.
+
+    style "shifted": held-out materials and furniture shapes (see PATTERNS).
+    """
+    if style not in STYLES:
+        raise ValueError(f"unknown synthetic style {style!r}; use one of {', '.join(STYLES)}")
+    b = _Builder(rng, style)
+    sizes, kinds, kind_p = (
+        (_SHIFTED_SIZES, _SHIFTED_KINDS, _SHIFTED_KIND_P)
+        if style == "shifted"
+        else (_SIZES, _KINDS, _KIND_P)
+    )
     room = np.array([rng.uniform(3, 8), rng.uniform(3, 8), rng.uniform(2.4, 3.5)])
     for _ in ROOM_FACES:
         b.surface("background")
@@ -277,8 +319,8 @@ def sample_scene(rng: np.random.Generator, name: str) -> Scene:
     footprints: list[tuple[np.ndarray, np.ndarray]] = []
     tops: list[tuple] = []
     for _ in range(rng.integers(3, 10)):
-        kind = _KINDS[rng.choice(len(_KINDS), p=_KIND_P)]
-        size = np.array([rng.uniform(*_SIZES[kind][0]), rng.uniform(*_SIZES[kind][1])])
+        kind = kinds[rng.choice(len(kinds), p=kind_p)]
+        size = np.array([rng.uniform(*sizes[kind][0]), rng.uniform(*sizes[kind][1])])
         yaw = rng.uniform(0, 2 * np.pi) if rng.random() < 0.6 else rng.integers(4) * np.pi / 2
         c, s = abs(math.cos(yaw)), abs(math.sin(yaw))
         ext = np.array([c * size[0] + s * size[1], s * size[0] + c * size[1]])
