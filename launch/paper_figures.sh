@@ -1,15 +1,11 @@
 #!/usr/bin/env bash
-# The paper's figures on the built-in synthetic Taskonomy (docs/energy.md):
-# trains the :cpu experiment (baseline vs consistency), evaluates both, then scores the
-# val buildings by consistency energy: Pearson/Spearman r of energy vs error and the
-# ROC-AUC of telling clean from corrupted images. Usage: launch/paper_figures.sh [WORKDIR]
-# Extra arguments go to every command, e.g. --config.data.synthetic.views=96.
+# The experiments of docs/experiments.md on the built-in synthetic Taskonomy: every row of the
+# table (one change from the :cpu setting each), three seeds, then the evaluation (val + test
+# buildings, the style-shifted buildings, consistency energy with blur:5, noise:5 and the style
+# shift) and the report (results.md, results.json, curves.png, differences.png in OUT).
+#   launch/paper_figures.sh [OUT] [study flags, e.g. --rows default,weight0 --seeds 0]
+# Runs resume: rerun the same command after a kill. OUT/commands.sh lists every main command.
 set -euo pipefail
-WORKDIR=${1:-/tmp/xtc_paper_figures}
+OUT=${1:-/tmp/xtc_paper_figures}
 shift || true
-CONFIG=${CONFIG:-configs/normal.py:cpu}
-python -m xtc_jax.main --config="$CONFIG" --workdir="$WORKDIR" "$@"
-python -m xtc_jax.main --mode=eval --config="$CONFIG" --workdir="$WORKDIR" "$@"
-python -m xtc_jax.energy --config="$CONFIG" --workdir="$WORKDIR" \
-  --corrupt=blur,noise,jpeg,contrast:3 "$@"
-python -m xtc_jax.energy --config="$CONFIG" --workdir="$WORKDIR" --model=baseline "$@"
+python -m xtc_jax.consistency.study --out "$OUT" "$@"

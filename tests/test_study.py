@@ -163,3 +163,17 @@ def test_unknown_row_is_refused(capsys):
 def test_row_shares_are_known():
     assert {r.shares for r in study.ROWS} <= {"", "baseline", "networks"}
     assert len(set(study.ROW_NAMES)) == len(study.ROWS)
+
+
+def test_lab_preset_keeps_the_geometric_terms_and_evaluates_every_val_view():
+    config = normal.get_config("lab")
+    percep = sorted(k for k in config.losses if k.startswith("percep_"))
+    assert percep == ["percep_depth_zbuffer", "percep_edge_occlusion",
+                      "percep_principal_curvature", "percep_reshading"]  # fmt: skip
+    assert config.selection.k == 4
+    rows = generate.split_rows(config.data.synthetic.buildings)
+    val_views = sum(r[2] for r in rows) * config.data.synthetic.views
+    assert val_views == config.train.eval_batches * config.batch_size == 96
+    assert config.networks["rgb->normal"].width == normal.get_config("cpu").networks[
+        "rgb->normal"
+    ].width

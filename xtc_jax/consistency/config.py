@@ -3,8 +3,10 @@
 Config files are thin: they pick the target, the domains and the preset.
 Presets come through the `:preset` suffix of `--config=configs/x.py:preset`:
 "" (the paper's setting: 256x256, ds=6, batch 64, AMSGrad lr 3e-5, coupled
-weight decay 2e-6, k=3 by win-rate) or "cpu" (a small version a 2-core CPU
-finishes in minutes: 48x48 from 64 px renders, narrow networks, batch 8, few steps).
+weight decay 2e-6, k=3 by win-rate), "cpu" (a small version a 2-core CPU
+finishes in minutes: 48x48 from 64 px renders, narrow networks, batch 8, few steps)
+or "lab" (`:cpu` changed where docs/experiments.md found it matters: the geometric
+perceptual domains only, more held-out buildings; about 20 minutes on 2 cores).
 
 The energy configs of the original (xtconsistency.md §4) become:
   networks  {"src->dst": {arch, downsample, width, checkpoint}}
@@ -22,7 +24,14 @@ import ml_collections
 
 from xtc_jax.errors import ConfigError
 
-PRESETS = ("", "paper", "cpu")
+PRESETS = ("", "paper", "cpu", "lab")
+#: Presets built on the small `:cpu` networks and data.
+SMALL_PRESETS = ("cpu", "lab")
+#: Perceptual domains that are functions of the scene's geometry (so of the target's ground
+#: truth, up to the camera); the `:lab` preset keeps only these. Texture edges and 2D/3D
+#: keypoints also depend on the rgb textures, which no normal or depth map holds.
+GEOMETRIC_DOMAINS = ("normal", "depth_zbuffer", "reshading", "principal_curvature",
+                     "edge_occlusion")  # fmt: skip
 
 #: Architectures of the original's pretrained edges (xtconsistency.md §2.5), paper preset.
 PAPER_NETWORKS = {
@@ -65,7 +74,7 @@ def check_preset(preset: str) -> str:
     preset = (preset or "").strip()
     if preset not in PRESETS:
         raise ConfigError(
-            f"unknown config preset {preset!r}; use one of: (none), paper, cpu "
+            f"unknown config preset {preset!r}; use one of: (none), paper, cpu, lab "
             "(e.g. --config=configs/normal.py:cpu)."
         )
     return "paper" if preset == "" else preset
@@ -77,7 +86,7 @@ def network(edge: str, preset: str, checkpoint: str = "") -> dict:
     spec = dict(arch=arch, checkpoint=checkpoint)
     if arch == "sobel":
         return spec
-    if preset == "cpu":  # the original's heavy nets become narrow, shallow UNets
+    if preset in SMALL_PRESETS:  # the original's heavy nets become narrow, shallow UNets
         arch = "unet_reshade" if arch == "unet_reshade" else "unet"
         return dict(
             arch=arch, downsample=CPU_MAX_DOWNSAMPLE, width=CPU_WIDTH, checkpoint=checkpoint
@@ -96,7 +105,7 @@ def data_config(domains: list[str], preset: str) -> ml_collections.ConfigDict:
       "raw" (read the tree's PNGs directly; no copy).
     """
     preset = check_preset(preset)
-    cpu = preset == "cpu"
+    cpu = preset in SMALL_PRESETS
     data = ml_collections.ConfigDict()
     data.path = ""
     data.format = "shards"
@@ -116,6 +125,8 @@ def data_config(domains: list[str], preset: str) -> ml_collections.ConfigDict:
     data.synthetic = ml_collections.ConfigDict(
         dict(buildings=6 if cpu else 12, views=48 if cpu else 400, size=64 if cpu else 256, seed=0)
     )
+    if preset == "lab":  # 6 train, 2 val and 2 test buildings: 96 held-out views, not 48
+        data.synthetic.buildings = 10
     # "base", or "shifted": held-out textures, lighting and shapes, for evaluating under a
     # distribution shift (--mode=eval and the energy command's --style_shift render it).
     data.synthetic.style = "base"
@@ -125,7 +136,7 @@ def data_config(domains: list[str], preset: str) -> ml_collections.ConfigDict:
 def base_config(preset: str) -> ml_collections.ConfigDict:
     """Everything but the experiment's graph (networks, paths, freeze, losses, plots)."""
     preset = check_preset(preset)
-    cpu = preset == "cpu"
+    cpu = preset in SMALL_PRESETS
     config = ml_collections.ConfigDict()
     config.preset = preset
     config.seed = 0
@@ -155,6 +166,8 @@ def base_config(preset: str) -> ml_collections.ConfigDict:
     config.loss = ml_collections.ConfigDict(dict(denominator="valid"))
     config.selection = ml_collections.ConfigDict(dict(k=3, mode="winrate", weights="fixed"))
     config.transfer_steps = 150 if cpu else 50_000
+    if preset == "lab":
+        config.train.eval_batches = 12  # all 96 val views
     config.networks_dir = ""  # trained perceptual/direct networks; "" = {workdir}/networks
     return config
 
@@ -165,6 +178,8 @@ def consistency_config(
     """The original's `multiperceptual_{target}`: mae + percep_K (+ direct_K for win-rates)."""
     config = base_config(preset)
     preset = config.preset
+    if preset == "lab":
+        perceptual = [k for k in perceptual if k in GEOMETRIC_DOMAINS]
     config.target = target
     config.data = data_config(["rgb", target, *perceptual], preset)
     edges = [f"rgb->{target}", *(f"{target}->{k}" for k in perceptual)]
@@ -190,6 +205,8 @@ def consistency_config(
     config.losses = ml_collections.ConfigDict(losses)
     config.plots = ["x", "y", "n_x", *(f"{k}_of_n_x" for k in perceptual[:3])]
     config.selection.k = min(config.selection.k, len(perceptual))
+    if preset == "lab":
+        config.selection.k = len(perceptual)  # every geometric term, every step
     # The original's eighth perceptual loss, ImageNet ResNet-50 features (off: ""). An export
     # of torchvision's resnet50-*.pth (python -m xtc_jax.convert); consistency/imagenet.py.
     config.imagenet_weights = ""

@@ -36,8 +36,14 @@ PERCEPTUAL = (
 CONFIG = "configs/normal.py:cpu"
 
 
-def _weights(value: float) -> tuple[str, ...]:
-    return tuple(f"--config.losses.percep_{k}.weight={value}" for k in PERCEPTUAL)
+#: The perceptual domains that are functions of the scene's geometry, hence of the normals
+#: (up to the camera): the others (texture edges, 2D keypoints, 3D keypoints) also depend on
+#: the rgb textures, which a normal map does not hold.
+GEOMETRIC = ("principal_curvature", "reshading", "depth_zbuffer", "edge_occlusion")
+
+
+def _weights(value: float, domains: tuple[str, ...] = PERCEPTUAL) -> tuple[str, ...]:
+    return tuple(f"--config.losses.percep_{k}.weight={value}" for k in domains)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +73,10 @@ ROWS = (
         ("--config.optimizer.consistency_learning_rate=1e-4",)),
     Row("weight0_lr1e-4", "weighting", "control of lr1e-4: weights 0 at lr 1e-4",
         (*_weights(0.0), "--config.optimizer.consistency_learning_rate=1e-4")),
+    Row("geometry4", "frozen networks", "only the 4 geometric perceptual losses (curvature, "
+        "reshading, depth, occlusion edges), all optimised; the others weight 0",
+        (*_weights(0.0, tuple(k for k in PERCEPTUAL if k not in GEOMETRIC)),
+         "--config.selection.k=7")),
     Row("k1", "selection", "k=1 by win-rate", ("--config.selection.k=1",)),
     Row("k7", "selection", "all 7 perceptual losses (k=7)", ("--config.selection.k=7",)),
     Row("random3", "selection", "k=3 chosen at random each epoch",
