@@ -165,12 +165,12 @@ def test_row_shares_are_known():
     assert len(set(study.ROW_NAMES)) == len(study.ROWS)
 
 
-def test_lab_preset_keeps_the_geometric_terms_and_evaluates_every_val_view():
-    config = normal.get_config("lab")
-    percep = sorted(k for k in config.losses if k.startswith("percep_"))
-    assert percep == ["percep_depth_zbuffer", "percep_edge_occlusion",
-                      "percep_principal_curvature", "percep_reshading"]  # fmt: skip
-    assert config.selection.k == 4
+def test_lab_preset_weights_and_evaluates_every_val_view():
+    config, cpu = normal.get_config("lab"), normal.get_config("cpu")
+    percep = [k for k in config.losses if k.startswith("percep_")]
+    assert percep == [k for k in cpu.losses if k.startswith("percep_")] and len(percep) == 7
+    assert {config.losses[k].weight for k in percep} == {0.1}
+    assert config.selection.k == cpu.selection.k == 3
     rows = generate.split_rows(config.data.synthetic.buildings)
     val_views = sum(r[2] for r in rows) * config.data.synthetic.views
     assert val_views == config.train.eval_batches * config.batch_size == 96

@@ -33,7 +33,7 @@ PERCEPTUAL = (
     "principal_curvature", "edge_texture", "reshading", "depth_zbuffer",
     "keypoints2d", "keypoints3d", "edge_occlusion",
 )  # fmt: skip
-CONFIG = "configs/normal.py:cpu"
+CONFIG = "configs/normal.py"
 
 
 #: The perceptual domains that are functions of the scene's geometry, hence of the normals
@@ -60,6 +60,7 @@ class Row:
     what: str
     overrides: tuple[str, ...] = ()
     shares: str = "baseline"
+    preset: str = "cpu"  # of configs/normal.py
 
 
 ROWS = (
@@ -86,6 +87,8 @@ ROWS = (
     Row("labels25", "labelled data", "rgb->normal sees 48 of the 192 training views (the "
         "frozen networks keep all 192)", ("--config.data.train_examples=48",),
         shares="networks"),
+    Row("lab", "preset", "the :lab preset: perceptual weights 0.1, 10 buildings (4 held out)",
+        shares="", preset="lab"),
     Row("res96", "resolution", "96 px crops of 128 px renders (everything retrained)",
         ("--config.data.resolution=96", "--config.data.synthetic.size=128"), shares=""),
 )
@@ -108,7 +111,7 @@ def _data_dir(out: str) -> str:
 def base_flags(out: str, row: Row, seed: int) -> list[str]:
     """Flags every command of (row, seed) shares: config, workdir, seed, caches, overrides."""
     return [
-        f"--config={CONFIG}", f"--workdir={run_dir(out, row.name, seed)}",
+        f"--config={CONFIG}:{row.preset}", f"--workdir={run_dir(out, row.name, seed)}",
         f"--config.seed={seed}", f"--config.data.cache_dir={_data_dir(out)}",
         f"--config.networks_dir={_networks(out, row, seed)}", *row.overrides,
     ]  # fmt: skip
@@ -178,7 +181,7 @@ def row_config(out: str, row: Row, seed: int):
     """The config the main command runs for (row, seed), built in this process."""
     from configs.normal import get_config
 
-    config = get_config("cpu")
+    config = get_config(row.preset)
     flags = base_flags(out, row, seed)
     for flag in flags:
         if not flag.startswith("--config."):
