@@ -124,6 +124,7 @@ def _fake_eval(workdir: str, row: str, seed: int, delta: float) -> None:
         "consistency/held_out": metrics(36.0 + seed + delta),
         "baseline/shifted": metrics(50.0), "consistency/shifted": metrics(49.0),
         "baseline/curve": [[100, 40.0], [600, 36.0]], "consistency/curve": [[100, 38.0]],
+        "frozen/normal->reshading": 0.05 + seed * 0.01,
         "energy": {"r_clean": 0.2, "r_all": 0.5,
                    "auc": {"style": 0.9, "noise:5": 0.8, "blur:5": 0.6}},
     }  # fmt: skip
@@ -145,6 +146,7 @@ def test_report_means_paired_differences_table_and_plots(tmp_path):
     assert len(table["k7"]["seeds"]) == 1
     text = (tmp_path / "results.md").read_text()
     assert "| `default` | 3 | 37.00 ± 0.82 |" in text and "[-2.00, +1.00]" in text
+    assert "| normal->reshading | 0.0600 |" in text  # the mean over the default row's seeds
     for name in ("curves.png", "differences.png", "results.json"):
         assert (tmp_path / name).stat().st_size > 0
 

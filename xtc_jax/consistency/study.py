@@ -210,7 +210,7 @@ def _curve(run: str) -> list[tuple[int, float]]:
 
 def evaluate_one(out: str, row: Row, seed: int) -> dict:
     """Held-out and shifted errors of both models, energy figures and learning curves."""
-    from xtc_jax.consistency import evaluate_exports, experiment
+    from xtc_jax.consistency import evaluate_exports, experiment, frozen
     from xtc_jax.data import prepare
     from xtc_jax.energy import command
     from xtc_jax.infra import export
@@ -236,6 +236,12 @@ def evaluate_one(out: str, row: Row, seed: int) -> dict:
             metrics = evaluate_exports.evaluate_network(net, source, config.batch_size)
             result[f"{model}/{name}"] = metrics
         result[f"{model}/curve"] = _curve(run)
+    if row.shares == "":  # a row with its own frozen networks: how good is each F_K?
+        for edge, spec in config.networks.items():
+            if edge.startswith(f"{config.target}->") and spec.get("arch") != "sobel":
+                net = export.load_network(frozen.export_dir(config, workdir, edge))
+                metrics = evaluate_exports.evaluate_network(net, held_out, config.batch_size)
+                result[f"frozen/{edge}"] = metrics["l1"]
     energy_out = os.path.join(workdir, "energy", "consistency")
     summary = command.run(config, workdir, "consistency", data="val",
                           corruptions="blur:5,noise:5", output=energy_out, style_shift=True,

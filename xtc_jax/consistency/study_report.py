@@ -65,6 +65,11 @@ def load(out: str, rows: Sequence, seeds: Sequence[int]) -> dict[str, dict]:
             with open(path) as f:
                 result = json.load(f)
             entry["seeds"][seed] = seed_figures(result)
+            for key, value in result.items():
+                if key.startswith("frozen/"):
+                    entry.setdefault("frozen", {}).setdefault(key[len("frozen/"):], []).append(
+                        value
+                    )
             entry["curves"][seed] = {m: result[f"{m}/curve"] for m in ("baseline", "consistency")}
         if entry["seeds"]:
             figures = list(entry["seeds"].values())
@@ -90,6 +95,20 @@ def markdown(table: dict[str, dict]) -> str:
                 cell += f" [{low:+.2f}, {high:+.2f}]"
             cells.append(cell)
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def frozen_markdown(table: dict[str, dict]) -> str:
+    """Held-out L1 of each frozen perceptual network F_K(y) -> K, mean over seeds, per row."""
+    rows = {name: e["frozen"] for name, e in table.items() if e.get("frozen")}
+    if not rows:
+        return ""
+    edges = sorted({edge for frozen in rows.values() for edge in frozen})
+    lines = ["| F_K (held-out L1 of F_K(y) vs K) | " + " | ".join(f"`{r}`" for r in rows) + " |",
+             "|" + "---|" * (len(rows) + 1)]  # fmt: skip
+    for edge in edges:
+        cells = [f"{np.mean(f[edge]):.4f}" if edge in f else "" for f in rows.values()]
+        lines.append(f"| {edge} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -150,9 +169,10 @@ def write(out: str, rows: Sequence, seeds: Sequence[int]) -> dict:
     if not table:
         raise SystemExit(f"{out}: no evaluated run yet; run --phase train and evaluate first.")
     atomic.write_json(os.path.join(out, "results.json"), table)
-    atomic.write_bytes(os.path.join(out, "results.md"), markdown(table).encode())
+    text = markdown(table) + "\n" + frozen_markdown(table)
+    atomic.write_bytes(os.path.join(out, "results.md"), text.encode())
     curves_plot(os.path.join(out, "curves"), table)
     differences_plot(os.path.join(out, "differences"), table)
-    print(markdown(table))
+    print(text)
     print(f"wrote {out}/results.json, results.md, curves.png and differences.png")
     return table
