@@ -179,3 +179,16 @@ def test_lab_preset_weights_and_evaluates_every_val_view():
     assert config.networks["rgb->normal"].width == normal.get_config("cpu").networks[
         "rgb->normal"
     ].width
+
+
+def test_a_row_shares_the_stages_of_its_base_row(tmp_path):
+    rows = {r.name: r for r in study.ROWS}
+    control = study.row_config(str(tmp_path), rows["lab_weight0"], 0)
+    assert control.data.synthetic.buildings == 10  # the :lab preset
+    assert control.networks_dir.endswith(os.path.join("seed0", "networks_lab"))
+    base = study.run_dir(str(tmp_path), "lab", 0)
+    for stage in ("baseline", "warmstart"):
+        os.makedirs(os.path.join(base, stage, "export"))
+    study._copy_shared(str(tmp_path), rows["lab_weight0"], 0)
+    copied = study.run_dir(str(tmp_path), "lab_weight0", 0)
+    assert os.path.isdir(os.path.join(copied, "warmstart", "export"))

@@ -61,6 +61,7 @@ class Row:
     overrides: tuple[str, ...] = ()
     shares: str = "baseline"
     preset: str = "cpu"  # of configs/normal.py
+    base: str = "default"  # the row whose stages `shares` names
 
 
 ROWS = (
@@ -89,6 +90,8 @@ ROWS = (
         shares="networks"),
     Row("lab", "preset", "the :lab preset: perceptual weights 0.1, 10 buildings (4 held out)",
         shares="", preset="lab"),
+    Row("lab_weight0", "preset", "control of lab: its perceptual weights 0", _weights(0.0),
+        preset="lab", base="lab"),
     Row("res96", "resolution", "96 px crops of 128 px renders (everything retrained)",
         ("--config.data.resolution=96", "--config.data.synthetic.size=128"), shares=""),
 )
@@ -100,7 +103,7 @@ def run_dir(out: str, row: str, seed: int) -> str:
 
 
 def _networks(out: str, row: Row, seed: int) -> str:
-    own = "default" if row.shares in ("baseline", "networks") else row.name
+    own = row.base if row.shares in ("baseline", "networks") else row.name
     return os.path.join(out, f"seed{seed}", f"networks_{own}")
 
 
@@ -135,24 +138,23 @@ def _copy_shared(out: str, row: Row, seed: int) -> None:
     """Copies the default row's finished baseline and warm start into a consistency-only row."""
     if row.shares != "baseline":
         return
-    source, target = run_dir(out, "default", seed), run_dir(out, row.name, seed)
+    source, target = run_dir(out, row.base, seed), run_dir(out, row.name, seed)
     for stage in ("baseline", "warmstart"):
         if not os.path.isdir(os.path.join(target, stage)):
             shutil.copytree(os.path.join(source, stage), os.path.join(target, stage))
 
 
 def train(out: str, rows: list[Row], seeds: list[int]) -> None:
-    """Trains each (row, seed) without a DONE marker; the default row of a seed first."""
+    """Trains each (row, seed) without a DONE marker, after the row its stages come from."""
     python = sys.executable
     for seed in seeds:
-        for row in sorted(rows, key=lambda r: r.name != "default"):
+        for row in sorted(rows, key=lambda r: r.shares != ""):
             workdir = run_dir(out, row.name, seed)
             if os.path.exists(os.path.join(workdir, "DONE")):
                 continue
-            if row.shares == "baseline" and not os.path.exists(
-                os.path.join(run_dir(out, "default", seed), "DONE")
-            ):
-                train(out, [r for r in ROWS if r.name == "default"], [seed])
+            base_done = os.path.join(run_dir(out, row.base, seed), "DONE")
+            if row.shares and not os.path.exists(base_done):
+                train(out, [r for r in ROWS if r.name == row.base], [seed])
             os.makedirs(workdir, exist_ok=True)
             _copy_shared(out, row, seed)
             _run([python, "-m", "xtc_jax.main", *base_flags(out, row, seed)], out,
