@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pipeline_helpers import make_source
 
 from configs import normal
 from xtc_jax.consistency import experiment, study, study_report
@@ -124,7 +125,7 @@ def _fake_eval(workdir: str, row: str, seed: int, delta: float) -> None:
         "consistency/held_out": metrics(36.0 + seed + delta),
         "baseline/shifted": metrics(50.0), "consistency/shifted": metrics(49.0),
         "baseline/curve": [[100, 40.0], [600, 36.0]], "consistency/curve": [[100, 38.0]],
-        "frozen/normal->reshading": 0.05 + seed * 0.01,
+        "frozen/normal->reshading": 0.05 + seed * 0.01, "constant/normal->reshading": 0.2,
         "energy": {"r_clean": 0.2, "r_all": 0.5,
                    "auc": {"style": 0.9, "noise:5": 0.8, "blur:5": 0.6}},
     }  # fmt: skip
@@ -146,7 +147,7 @@ def test_report_means_paired_differences_table_and_plots(tmp_path):
     assert len(table["k7"]["seeds"]) == 1
     text = (tmp_path / "results.md").read_text()
     assert "| `default` | 3 | 37.00 ± 0.82 |" in text and "[-2.00, +1.00]" in text
-    assert "| normal->reshading | 0.0600 |" in text  # the mean over the default row's seeds
+    assert "| normal->reshading | 0.0600 [0.2000] |" in text  # mean over the seeds
     for name in ("curves.png", "differences.png", "results.json"):
         assert (tmp_path / name).stat().st_size > 0
 
@@ -192,3 +193,14 @@ def test_a_row_shares_the_stages_of_its_base_row(tmp_path):
     study._copy_shared(str(tmp_path), rows["lab_weight0"], 0)
     copied = study.run_dir(str(tmp_path), "lab_weight0", 0)
     assert os.path.isdir(os.path.join(copied, "warmstart", "export"))
+
+
+def test_the_constant_guess_is_the_train_mean_and_its_l1():
+    """_constant_l1: the masked mean of the train split, then the held-out L1 of guessing it."""
+    source = make_source(8, size=16)
+    mean = study._constant_l1(source, "reshading", 16, 4, None)
+    assert mean.ndim == 1 and ((0.0 < mean) & (mean < 1.0)).all()  # per channel
+    l1 = study._constant_l1(source, "reshading", 16, 4, mean)
+    assert 0.0 < l1 < 0.5
+    worse = study._constant_l1(source, "reshading", 16, 4, mean + 0.3)
+    assert worse > l1  # the mean beats a shifted guess

@@ -210,9 +210,70 @@ def _curve(run: str) -> list[tuple[int, float]]:
     return points
 
 
+def _constant_l1(source, domain: str, resolution: int, batch_size: int, value) -> float:
+    """Held-out masked L1 of predicting `value` (per channel) everywhere; value None: returns
+    the per-channel mean of `domain` over the valid pixels of `source` instead."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from xtc_jax import domains as domains_lib
+    from xtc_jax.data import pipeline
+    from xtc_jax.training import metrics as metrics_lib
+
+    spec = domains_lib.get(domain)
+    data = pipeline.make_dataset(source, [domain], resolution, batch_size, seed=0,
+                                 shuffle=False, num_epochs=1, drop_remainder=False,
+                                 process_index=0, process_count=1)  # fmt: skip
+    sums, count, total = 0.0, 0.0, None
+    for batch in data:
+        y = jnp.asarray(batch[domain])
+        if value is None:
+            mask = np.asarray(spec.valid_mask(y), np.float64)
+            sums = sums + (np.asarray(y, np.float64) * mask).sum(axis=(0, 1, 2))
+            count += mask.sum()
+        else:
+            pred = jnp.broadcast_to(jnp.asarray(value, jnp.float32), y.shape)
+            total = metrics_lib.add_sums(total, metrics_lib.split_sums(pred, y, domain))
+    if value is None:
+        return sums / max(count, 1.0)
+    return metrics_lib.finish_split_metrics(total)["l1"]
+
+
+def frozen_quality(config, workdir: str, held_out) -> dict[str, float]:
+    """Held-out L1 of each frozen F_K(y) -> K, and of the best constant guess (the train
+    split's mean of K) beside it: what a perceptual loss can pass on."""
+    from xtc_jax.consistency import evaluate_exports, frozen
+    from xtc_jax.data import prepare
+    from xtc_jax.infra import export
+
+    data = config.data
+    train_source = prepare.open_split(data, prepare.data_location(data, workdir), "train")
+    figures = {}
+    for edge, spec in config.networks.items():
+        if not edge.startswith(f"{config.target}->") or spec.get("arch") == "sobel":
+            continue
+        net = export.load_network(frozen.export_dir(config, workdir, edge))
+        figures[f"frozen/{edge}"] = evaluate_exports.evaluate_network(
+            net, held_out, config.batch_size
+        )["l1"]
+        mean = _constant_l1(train_source, net.dst, data.resolution, config.batch_size, None)
+        figures[f"constant/{edge}"] = _constant_l1(
+            held_out, net.dst, data.resolution, config.batch_size, mean
+        )
+    return figures
+
+
+def _held_out(config, workdir: str):
+    from xtc_jax.data import prepare
+
+    data = config.data
+    location = prepare.data_location(data, workdir)
+    return _Concat(prepare.open_split(data, location, split) for split in ("val", "test"))
+
+
 def evaluate_one(out: str, row: Row, seed: int) -> dict:
     """Held-out and shifted errors of both models, energy figures and learning curves."""
-    from xtc_jax.consistency import evaluate_exports, experiment, frozen
+    from xtc_jax.consistency import evaluate_exports, experiment
     from xtc_jax.data import prepare
     from xtc_jax.energy import command
     from xtc_jax.infra import export
@@ -220,10 +281,7 @@ def evaluate_one(out: str, row: Row, seed: int) -> dict:
     workdir = run_dir(out, row.name, seed)
     config = experiment.resolve(row_config(out, row, seed), workdir)
     data = config.data
-    held_out = _Concat(
-        prepare.open_split(data, prepare.data_location(data, workdir), split)
-        for split in ("val", "test")
-    )
+    held_out = _held_out(config, workdir)
     shifted = prepare.shifted(data)  # every shifted building is unseen: use all of them
     shifted_source = _Concat(
         prepare.open_split(shifted, prepare.data_location(shifted, workdir), split)
@@ -239,11 +297,7 @@ def evaluate_one(out: str, row: Row, seed: int) -> dict:
             result[f"{model}/{name}"] = metrics
         result[f"{model}/curve"] = _curve(run)
     if row.shares == "":  # a row with its own frozen networks: how good is each F_K?
-        for edge, spec in config.networks.items():
-            if edge.startswith(f"{config.target}->") and spec.get("arch") != "sobel":
-                net = export.load_network(frozen.export_dir(config, workdir, edge))
-                metrics = evaluate_exports.evaluate_network(net, held_out, config.batch_size)
-                result[f"frozen/{edge}"] = metrics["l1"]
+        result.update(frozen_quality(config, workdir, held_out))
     energy_out = os.path.join(workdir, "energy", "consistency")
     summary = command.run(config, workdir, "consistency", data="val",
                           corruptions="blur:5,noise:5", output=energy_out, style_shift=True,
@@ -258,16 +312,26 @@ def evaluate_one(out: str, row: Row, seed: int) -> dict:
 
 def evaluate(out: str, rows: list[Row], seeds: list[int]) -> None:
     """Evaluates each trained (row, seed) once, into {run}/study_eval.json."""
+    from xtc_jax.infra import atomic
+
     for seed in seeds:
         for row in rows:
             workdir = run_dir(out, row.name, seed)
             path = os.path.join(workdir, "study_eval.json")
-            if os.path.exists(path) or not os.path.exists(os.path.join(workdir, "DONE")):
+            if not os.path.exists(os.path.join(workdir, "DONE")):
+                continue
+            if os.path.exists(path):  # evaluated; fill in the frozen figures if they are new
+                with open(path) as f:
+                    result = json.load(f)
+                if row.shares == "" and not any(k.startswith("constant/") for k in result):
+                    from xtc_jax.consistency import experiment
+
+                    config = experiment.resolve(row_config(out, row, seed), workdir)
+                    result.update(frozen_quality(config, workdir, _held_out(config, workdir)))
+                    atomic.write_json(path, result)
                 continue
             start = time.perf_counter()
             result = evaluate_one(out, row, seed)
-            from xtc_jax.infra import atomic
-
             atomic.write_json(path, result)
             b, c = (result[f"{m}/held_out"]["angle_mean_deg"] for m in ("baseline", "consistency"))
             print(f"evaluated {row.name} seed {seed}: baseline {b:.2f}°, consistency {c:.2f}° "

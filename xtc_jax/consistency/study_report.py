@@ -66,10 +66,9 @@ def load(out: str, rows: Sequence, seeds: Sequence[int]) -> dict[str, dict]:
                 result = json.load(f)
             entry["seeds"][seed] = seed_figures(result)
             for key, value in result.items():
-                if key.startswith("frozen/"):
-                    entry.setdefault("frozen", {}).setdefault(key[len("frozen/"):], []).append(
-                        value
-                    )
+                kind, _, edge = key.partition("/")
+                if kind in ("frozen", "constant"):
+                    entry.setdefault(kind, {}).setdefault(edge, []).append(value)
             entry["curves"][seed] = {m: result[f"{m}/curve"] for m in ("baseline", "consistency")}
         if entry["seeds"]:
             figures = list(entry["seeds"].values())
@@ -99,15 +98,22 @@ def markdown(table: dict[str, dict]) -> str:
 
 
 def frozen_markdown(table: dict[str, dict]) -> str:
-    """Held-out L1 of each frozen perceptual network F_K(y) -> K, mean over seeds, per row."""
-    rows = {name: e["frozen"] for name, e in table.items() if e.get("frozen")}
+    """Held-out L1 of each frozen perceptual network F_K(y) -> K, mean over seeds, per row,
+    with the L1 of the best constant guess (the train split's mean of K) in brackets."""
+    rows = {name: e for name, e in table.items() if e.get("frozen")}
     if not rows:
         return ""
-    edges = sorted({edge for frozen in rows.values() for edge in frozen})
-    lines = ["| F_K (held-out L1 of F_K(y) vs K) | " + " | ".join(f"`{r}`" for r in rows) + " |",
+    edges = sorted({edge for e in rows.values() for edge in e["frozen"]})
+    lines = ["| F_K: held-out L1 of F_K(y) vs K [a constant] | "
+             + " | ".join(f"`{r}`" for r in rows) + " |",
              "|" + "---|" * (len(rows) + 1)]  # fmt: skip
     for edge in edges:
-        cells = [f"{np.mean(f[edge]):.4f}" if edge in f else "" for f in rows.values()]
+        cells = []
+        for e in rows.values():
+            cell = f"{np.mean(e['frozen'][edge]):.4f}" if edge in e["frozen"] else ""
+            if edge in e.get("constant", {}):
+                cell += f" [{np.mean(e['constant'][edge]):.4f}]"
+            cells.append(cell)
         lines.append(f"| {edge} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
