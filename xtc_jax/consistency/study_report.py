@@ -7,6 +7,8 @@ Writes into the study folder:
                         shift-detection AUC
   curves.{png,pdf}      val error against step, baseline and consistency, per row
   differences.{png,pdf} consistency minus baseline per row and seed (held-out, shifted)
+  energy_vs_error.{png,pdf} energy against error of every image the default row's first
+                        seed scored (clean, blur:5, noise:5, style), by set
 """
 
 from __future__ import annotations
@@ -169,6 +171,28 @@ def differences_plot(stem: str, table: dict[str, dict]) -> list[str]:
     return report.save_figure(figure, stem)
 
 
+def energy_scatter(stem: str, csv_path: str, title: str = "") -> list[str]:
+    """Energy against angular error for every scored image of one energy run, by set."""
+    import csv
+
+    with open(csv_path) as f:
+        records = [r for r in csv.DictReader(f) if r.get("error_angular_error_deg")]
+    plt = report.pyplot()
+    figure, ax = plt.subplots(figsize=(5.0, 4.0))
+    for name in dict.fromkeys(r["set"] for r in records):
+        chosen = [r for r in records if r["set"] == name]
+        ax.scatter([float(r["energy"]) for r in chosen],
+                   [float(r["error_angular_error_deg"]) for r in chosen],
+                   s=9, alpha=0.6, edgecolors="none", label=name)  # fmt: skip
+    r = report.correlations(np.array([float(x["energy"]) for x in records]),
+                            np.array([float(x["error_angular_error_deg"]) for x in records]))
+    ax.set_title(f"{title} Pearson r {r['pearson_r']:.2f} over {len(records)} images", fontsize=9)
+    ax.set_xlabel("consistency energy (standardised)")
+    ax.set_ylabel("mean angular error of n(x) (°)")
+    ax.legend(fontsize=7)
+    return report.save_figure(figure, stem)
+
+
 def write(out: str, rows: Sequence, seeds: Sequence[int]) -> dict:
     """Writes results.json, results.md and the plots of the evaluated runs; returns the table."""
     table = load(out, rows, seeds)
@@ -179,6 +203,14 @@ def write(out: str, rows: Sequence, seeds: Sequence[int]) -> dict:
     atomic.write_bytes(os.path.join(out, "results.md"), text.encode())
     curves_plot(os.path.join(out, "curves"), table)
     differences_plot(os.path.join(out, "differences"), table)
+    from xtc_jax.consistency.study import run_dir
+
+    if "default" in table:  # the energy scatter of the reference row's first seed
+        seed = min(table["default"]["seeds"])
+        csv_path = os.path.join(run_dir(out, "default", seed), "energy", "consistency",
+                                "data.csv")  # fmt: skip
+        if os.path.exists(csv_path):
+            energy_scatter(os.path.join(out, "energy_vs_error"), csv_path, f"default, seed {seed}:")
     print(text)
     print(f"wrote {out}/results.json, results.md, curves.png and differences.png")
     return table
