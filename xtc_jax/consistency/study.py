@@ -79,7 +79,6 @@ ROWS = (
         "reshading, depth, occlusion edges), all optimised; the others weight 0",
         (*_weights(0.0, tuple(k for k in PERCEPTUAL if k not in GEOMETRIC)),
          "--config.selection.k=7")),
-    Row("k1", "selection", "k=1 by win-rate", ("--config.selection.k=1",)),
     Row("k7", "selection", "all 7 perceptual losses (k=7)", ("--config.selection.k=7",)),
     Row("random3", "selection", "k=3 chosen at random each epoch",
         ("--config.selection.mode=random",)),
