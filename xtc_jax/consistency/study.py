@@ -82,6 +82,8 @@ ROWS = (
     Row("k7", "selection", "all 7 perceptual losses (k=7)", ("--config.selection.k=7",)),
     Row("random3", "selection", "k=3 chosen at random each epoch",
         ("--config.selection.mode=random",)),
+    Row("labels25_weight0", "labelled data", "control of labels25: its perceptual weights 0",
+        ("--config.data.train_examples=48", *_weights(0.0)), base="labels25"),
     Row("frozen600", "frozen networks", "frozen networks trained 600 steps instead of 150",
         ("--config.transfer_steps=600",), shares=""),
     Row("labels25", "labelled data", "rgb->normal sees 48 of the 192 training views (the "
@@ -102,8 +104,9 @@ def run_dir(out: str, row: str, seed: int) -> str:
 
 
 def _networks(out: str, row: Row, seed: int) -> str:
-    own = row.base if row.shares in ("baseline", "networks") else row.name
-    return os.path.join(out, f"seed{seed}", f"networks_{own}")
+    if row.shares in ("baseline", "networks"):  # the networks of the row it builds on
+        return _networks(out, next(r for r in ROWS if r.name == row.base), seed)
+    return os.path.join(out, f"seed{seed}", f"networks_{row.name}")
 
 
 def _data_dir(out: str) -> str:
