@@ -168,30 +168,32 @@ def test_row_shares_are_known():
     assert len(set(study.ROW_NAMES)) == len(study.ROWS)
 
 
-def test_lab_preset_weights_and_evaluates_every_val_view():
-    config, cpu = normal.get_config("lab"), normal.get_config("cpu")
-    percep = [k for k in config.losses if k.startswith("percep_")]
-    assert percep == [k for k in cpu.losses if k.startswith("percep_")] and len(percep) == 7
-    assert {config.losses[k].weight for k in percep} == {0.1}
-    assert config.selection.k == cpu.selection.k == 3
-    rows = generate.split_rows(config.data.synthetic.buildings)
-    val_views = sum(r[2] for r in rows) * config.data.synthetic.views
-    assert val_views == config.train.eval_batches * config.batch_size == 96
-    assert config.networks["rgb->normal"].width == normal.get_config("cpu").networks[
-        "rgb->normal"
-    ].width
+def test_lab_preset_is_the_fewer_labels_row_of_the_study(tmp_path):
+    """:lab is exactly the study's labels25 setting, so that row's figures are the preset's."""
+    lab = normal.get_config("lab")
+    assert lab.data.train_examples == 48 and lab.selection.k == 3
+    row = next(r for r in study.ROWS if r.name == "labels25")
+    studied, preset = study.row_config(str(tmp_path), row, 0).to_dict(), lab.to_dict()
+    for config in (studied, preset):  # the study's own folders aside
+        del config["preset"], config["networks_dir"], config["data"]["cache_dir"]
+    assert studied == preset
+    frozen = experiment._frozen_network_config(lab, str(tmp_path), "normal->reshading")
+    assert frozen.data.train_examples == 0
 
 
 def test_a_row_shares_the_stages_of_its_base_row(tmp_path):
     rows = {r.name: r for r in study.ROWS}
-    control = study.row_config(str(tmp_path), rows["lab_weight0"], 0)
-    assert control.data.synthetic.buildings == 10  # the :lab preset
-    assert control.networks_dir.endswith(os.path.join("seed0", "networks_lab"))
-    base = study.run_dir(str(tmp_path), "lab", 0)
+    control = study.row_config(str(tmp_path), rows["buildings10_weight0"], 0)
+    assert control.data.synthetic.buildings == 10
+    assert control.networks_dir.endswith(os.path.join("seed0", "networks_buildings10_w0.1"))
+    labels = study.row_config(str(tmp_path), rows["labels25_weight0"], 0)
+    assert labels.data.train_examples == 48  # the base row's setting, and its networks'
+    assert labels.networks_dir.endswith(os.path.join("seed0", "networks_default"))
+    base = study.run_dir(str(tmp_path), "buildings10_w0.1", 0)
     for stage in ("baseline", "warmstart"):
         os.makedirs(os.path.join(base, stage, "export"))
-    study._copy_shared(str(tmp_path), rows["lab_weight0"], 0)
-    copied = study.run_dir(str(tmp_path), "lab_weight0", 0)
+    study._copy_shared(str(tmp_path), rows["buildings10_weight0"], 0)
+    copied = study.run_dir(str(tmp_path), "buildings10_weight0", 0)
     assert os.path.isdir(os.path.join(copied, "warmstart", "export"))
 
 

@@ -64,6 +64,9 @@ class Row:
     base: str = "default"  # the row whose stages `shares` names
 
 
+#: 10 buildings: 6 train (288 views), 2 val and 2 test; the evaluation covers the 96 val views.
+_BUILDINGS10 = ("--config.data.synthetic.buildings=10", "--config.train.eval_batches=12")
+
 ROWS = (
     Row("default", "reference", ":cpu as it is: k=3 by win-rate, weights 1, lr 1e-3", shares=""),
     Row("weight0", "weighting", "control: every perceptual weight 0 (restart, no perceptual "
@@ -84,15 +87,20 @@ ROWS = (
         ("--config.selection.mode=random",)),
     Row("labels25_weight0", "labelled data", "control of labels25: its perceptual weights 0",
         ("--config.data.train_examples=48", *_weights(0.0)), base="labels25"),
+    Row("labels12", "labelled data", "rgb->normal sees 12 of the 192 training views (the "
+        "frozen networks keep all 192)", ("--config.data.train_examples=12",),
+        shares="networks"),
+    Row("labels12_weight0", "labelled data", "control of labels12: its perceptual weights 0",
+        ("--config.data.train_examples=12", *_weights(0.0)), base="labels12"),
     Row("frozen600", "frozen networks", "frozen networks trained 600 steps instead of 150",
         ("--config.transfer_steps=600",), shares=""),
     Row("labels25", "labelled data", "rgb->normal sees 48 of the 192 training views (the "
         "frozen networks keep all 192)", ("--config.data.train_examples=48",),
         shares="networks"),
-    Row("lab", "preset", "the :lab preset: perceptual weights 0.1, 10 buildings (4 held out)",
-        shares="", preset="lab"),
-    Row("lab_weight0", "preset", "control of lab: its perceptual weights 0", _weights(0.0),
-        preset="lab", base="lab"),
+    Row("buildings10_w0.1", "labelled data", "10 buildings (6 train, 4 held out), perceptual "
+        "weights 0.1", (*_BUILDINGS10, *_weights(0.1)), shares=""),
+    Row("buildings10_weight0", "labelled data", "control of buildings10_w0.1: weights 0",
+        (*_BUILDINGS10, *_weights(0.0)), base="buildings10_w0.1"),
     Row("res96", "resolution", "96 px crops of 128 px renders (everything retrained)",
         ("--config.data.resolution=96", "--config.data.synthetic.size=128"), shares=""),
 )
