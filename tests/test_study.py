@@ -169,10 +169,10 @@ def test_row_shares_are_known():
 
 
 def test_lab_preset_is_the_fewer_labels_row_of_the_study(tmp_path):
-    """:lab is exactly the study's labels25 setting, so that row's figures are the preset's."""
+    """:lab is exactly the study's labels12 setting, so that row's figures are the preset's."""
     lab = normal.get_config("lab")
-    assert lab.data.train_examples == 48 and lab.selection.k == 3
-    row = next(r for r in study.ROWS if r.name == "labels25")
+    assert lab.data.train_examples == 12 and lab.selection.k == 3
+    row = next(r for r in study.ROWS if r.name == "labels12")
     studied, preset = study.row_config(str(tmp_path), row, 0).to_dict(), lab.to_dict()
     for config in (studied, preset):  # the study's own folders aside
         del config["preset"], config["networks_dir"], config["data"]["cache_dir"]

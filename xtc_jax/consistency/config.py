@@ -6,7 +6,7 @@ Presets come through the `:preset` suffix of `--config=configs/x.py:preset`:
 weight decay 2e-6, k=3 by win-rate), "cpu" (a small version a 2-core CPU
 finishes in minutes: 48x48 from 64 px renders, narrow networks, batch 8, few steps)
 or "lab" (`:cpu` where docs/experiments.md found the method to show: rgb->target learns
-from 48 of the 192 labelled training views, while the frozen networks keep all of them).
+from 12 of the 192 labelled training views, while the frozen networks keep all of them).
 
 The energy configs of the original (xtconsistency.md §4) become:
   networks  {"src->dst": {arch, downsample, width, checkpoint}}
@@ -28,9 +28,9 @@ PRESETS = ("", "paper", "cpu", "lab")
 #: Presets built on the small `:cpu` networks and data.
 SMALL_PRESETS = ("cpu", "lab")
 #: The `:lab` preset's labelled rgb->target views (of the 192 train views at the :cpu size):
-#: with all 192 the perceptual losses cost the direct error, with 48 they lower it on every
-#: seed (docs/experiments.md, rows labels25 and labels12).
-LAB_TRAIN_EXAMPLES = 48
+#: with all 192 the perceptual losses cost the direct error; with 48 they lower it a little
+#: on every seed, with 12 by about 3 degrees (docs/experiments.md, labels25 and labels12).
+LAB_TRAIN_EXAMPLES = 12
 
 #: Architectures of the original's pretrained edges (xtconsistency.md §2.5), paper preset.
 PAPER_NETWORKS = {

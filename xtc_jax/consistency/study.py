@@ -85,6 +85,11 @@ ROWS = (
     Row("k7", "selection", "all 7 perceptual losses (k=7)", ("--config.selection.k=7",)),
     Row("random3", "selection", "k=3 chosen at random each epoch",
         ("--config.selection.mode=random",)),
+    Row("frozen600", "frozen networks", "frozen networks trained 600 steps instead of 150",
+        ("--config.transfer_steps=600",), shares=""),
+    Row("labels25", "labelled data", "rgb->normal sees 48 of the 192 training views (the "
+        "frozen networks keep all 192)", ("--config.data.train_examples=48",),
+        shares="networks"),
     Row("labels25_weight0", "labelled data", "control of labels25: its perceptual weights 0",
         ("--config.data.train_examples=48", *_weights(0.0)), base="labels25"),
     Row("labels12", "labelled data", "rgb->normal sees 12 of the 192 training views (the "
@@ -92,11 +97,6 @@ ROWS = (
         shares="networks"),
     Row("labels12_weight0", "labelled data", "control of labels12: its perceptual weights 0",
         ("--config.data.train_examples=12", *_weights(0.0)), base="labels12"),
-    Row("frozen600", "frozen networks", "frozen networks trained 600 steps instead of 150",
-        ("--config.transfer_steps=600",), shares=""),
-    Row("labels25", "labelled data", "rgb->normal sees 48 of the 192 training views (the "
-        "frozen networks keep all 192)", ("--config.data.train_examples=48",),
-        shares="networks"),
     Row("buildings10_w0.1", "labelled data", "10 buildings (6 train, 4 held out), perceptual "
         "weights 0.1", (*_BUILDINGS10, *_weights(0.1)), shares=""),
     Row("buildings10_weight0", "labelled data", "control of buildings10_w0.1: weights 0",
