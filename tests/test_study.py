@@ -198,9 +198,9 @@ def test_a_row_shares_the_stages_of_its_base_row(tmp_path):
 
 
 def test_the_constant_guess_is_the_train_mean_and_its_l1():
-    """_constant_l1: the masked mean of the train split, then the held-out L1 of guessing it."""
+    """_valid_mean: the masked mean of a split; _constant_l1: the L1 of guessing it."""
     source = make_source(8, size=16)
-    mean = study._constant_l1(source, "reshading", 16, 4, None)
+    mean = study._valid_mean(source, "reshading", 16, 4)
     assert mean.ndim == 1 and ((mean > 0.0) & (mean < 1.0)).all()  # per channel
     l1 = study._constant_l1(source, "reshading", 16, 4, mean)
     assert 0.0 < l1 < 0.5

@@ -87,7 +87,7 @@ def run(config, workdir: str, split: str = "", log: Callable[[str], None] = prin
             for name, value in metrics.items()}  # fmt: skip
     out_dir = workdir_lib.eval_dir(workdir)
     os.makedirs(out_dir, exist_ok=True)
-    style = config.data.synthetic.get("style", "base") if not config.data.path else "base"
+    style = "base" if config.data.path else prepare.synthetic_style(config.data.synthetic)
     name = split if style == "base" else f"{split}_{style}"  # eval/val_shifted.json
     path = os.path.join(out_dir, f"{name}.json")
     atomic.write_json(path, {"split": split, "examples": len(source), "metrics": results})

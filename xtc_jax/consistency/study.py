@@ -9,9 +9,9 @@ retraining them, and a row that keeps the frozen networks shares the seed's
 networks folder, so a row costs only what it changes. The rendered data is
 shared by every run of the same data settings. Phases:
   train     python -m xtc_jax.main for each (row, seed) not yet done
-  evaluate  --mode=eval on the val and test buildings, the same on the style-
-            shifted buildings, and the energy command (severity-5 blur and
-            noise, the style shift) for each trained (row, seed)
+  evaluate  in this process, for each trained (row, seed): both models on the val
+            and test buildings and on the style-shifted buildings, and the energy
+            command's work (severity-5 blur and noise, the style shift)
   report    DIR/results.json, DIR/results.md (the table) and the plots
 Every command it runs is printed first and logged to DIR/commands.sh, so any
 figure can be reproduced by hand. Runs resume: a killed study continues.
@@ -29,11 +29,9 @@ import subprocess
 import sys
 import time
 
-PERCEPTUAL = (
-    "principal_curvature", "edge_texture", "reshading", "depth_zbuffer",
-    "keypoints2d", "keypoints3d", "edge_occlusion",
-)  # fmt: skip
-CONFIG = "configs/normal.py"
+from configs.normal import PERCEPTUAL
+
+CONFIG = "configs/normal.py"  # the study runs from the repository root, as every command
 
 
 #: The perceptual domains that are functions of the scene's geometry, hence of the normals
@@ -42,17 +40,17 @@ CONFIG = "configs/normal.py"
 GEOMETRIC = ("principal_curvature", "reshading", "depth_zbuffer", "edge_occlusion")
 
 
-def _weights(value: float, domains: tuple[str, ...] = PERCEPTUAL) -> tuple[str, ...]:
+def _weights(value: float, domains=tuple(PERCEPTUAL)) -> tuple[str, ...]:
     return tuple(f"--config.losses.percep_{k}.weight={value}" for k in domains)
 
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-    """One experiment: overrides of the :cpu setting and what it can share with `default`.
+    """One experiment: overrides of the :cpu setting and what it shares with row `base`.
 
-    shares: "baseline" (only the consistency phase differs: copy the default row's
-    baseline and warm start), "networks" (the frozen networks are the default
-    row's, the baseline is retrained) or "" (a run of its own, networks included).
+    shares: "baseline" (only the consistency phase differs: copy the base row's
+    baseline and warm start), "networks" (the frozen networks are the base row's,
+    the baseline is retrained) or "" (a run of its own, networks included).
     """
 
     name: str
@@ -145,7 +143,7 @@ def _run(command: list[str], out: str, log_name: str) -> None:
 
 
 def _copy_shared(out: str, row: Row, seed: int) -> None:
-    """Copies the default row's finished baseline and warm start into a consistency-only row."""
+    """Copies the base row's finished baseline and warm start into a consistency-only row."""
     if row.shares != "baseline":
         return
     source, target = run_dir(out, row.base, seed), run_dir(out, row.name, seed)
@@ -220,32 +218,43 @@ def _curve(run: str) -> list[tuple[int, float]]:
     return points
 
 
-def _constant_l1(source, domain: str, resolution: int, batch_size: int, value) -> float:
-    """Held-out masked L1 of predicting `value` (per channel) everywhere; value None: returns
-    the per-channel mean of `domain` over the valid pixels of `source` instead."""
+def _batches(source, domain: str, resolution: int, batch_size: int):
+    """`domain` of every example of `source`, in order, batch by batch (JAX arrays)."""
     import jax.numpy as jnp
-    import numpy as np
 
-    from xtc_jax import domains as domains_lib
     from xtc_jax.data import pipeline
-    from xtc_jax.training import metrics as metrics_lib
 
-    spec = domains_lib.get(domain)
     data = pipeline.make_dataset(source, [domain], resolution, batch_size, seed=0,
                                  shuffle=False, num_epochs=1, drop_remainder=False,
                                  process_index=0, process_count=1)  # fmt: skip
-    sums, count, total = 0.0, 0.0, None
-    for batch in data:
-        y = jnp.asarray(batch[domain])
-        if value is None:
-            mask = np.asarray(spec.valid_mask(y), np.float64)
-            sums = sums + (np.asarray(y, np.float64) * mask).sum(axis=(0, 1, 2))
-            count += mask.sum()
-        else:
-            pred = jnp.broadcast_to(jnp.asarray(value, jnp.float32), y.shape)
-            total = metrics_lib.add_sums(total, metrics_lib.split_sums(pred, y, domain))
-    if value is None:
-        return sums / max(count, 1.0)
+    return (jnp.asarray(batch[domain]) for batch in data)
+
+
+def _valid_mean(source, domain: str, resolution: int, batch_size: int):
+    """Per-channel mean of `domain` over the valid pixels of `source` (float64)."""
+    import numpy as np
+
+    from xtc_jax import domains as domains_lib
+
+    spec = domains_lib.get(domain)
+    sums, count = 0.0, 0.0
+    for y in _batches(source, domain, resolution, batch_size):
+        mask = np.asarray(spec.valid_mask(y), np.float64)
+        sums = sums + (np.asarray(y, np.float64) * mask).sum(axis=(0, 1, 2))
+        count += mask.sum()
+    return sums / max(count, 1.0)
+
+
+def _constant_l1(source, domain: str, resolution: int, batch_size: int, value) -> float:
+    """Masked L1 over `source` of predicting `value` (per channel) at every pixel."""
+    import jax.numpy as jnp
+
+    from xtc_jax.training import metrics as metrics_lib
+
+    total = None
+    for y in _batches(source, domain, resolution, batch_size):
+        pred = jnp.broadcast_to(jnp.asarray(value, jnp.float32), y.shape)
+        total = metrics_lib.add_sums(total, metrics_lib.split_sums(pred, y, domain))
     return metrics_lib.finish_split_metrics(total)["l1"]
 
 
@@ -253,11 +262,10 @@ def frozen_quality(config, workdir: str, held_out) -> dict[str, float]:
     """Held-out L1 of each frozen F_K(y) -> K, and of the best constant guess (the train
     split's mean of K) beside it: what a perceptual loss can pass on."""
     from xtc_jax.consistency import evaluate_exports, frozen
-    from xtc_jax.data import prepare
     from xtc_jax.infra import export
 
     data = config.data
-    train_source = prepare.open_split(data, prepare.data_location(data, workdir), "train")
+    train_source = _splits(data, workdir, ("train",))
     figures = {}
     for edge, spec in config.networks.items():
         if not edge.startswith(f"{config.target}->") or spec.get("arch") == "sobel":
@@ -266,19 +274,23 @@ def frozen_quality(config, workdir: str, held_out) -> dict[str, float]:
         figures[f"frozen/{edge}"] = evaluate_exports.evaluate_network(
             net, held_out, config.batch_size
         )["l1"]
-        mean = _constant_l1(train_source, net.dst, data.resolution, config.batch_size, None)
+        mean = _valid_mean(train_source, net.dst, data.resolution, config.batch_size)
         figures[f"constant/{edge}"] = _constant_l1(
             held_out, net.dst, data.resolution, config.batch_size, mean
         )
     return figures
 
 
-def _held_out(config, workdir: str):
+def _splits(data, workdir: str, splits):
+    """The `splits` of the data `data` describes, read as one source."""
     from xtc_jax.data import prepare
 
-    data = config.data
     location = prepare.data_location(data, workdir)
-    return _Concat(prepare.open_split(data, location, split) for split in ("val", "test"))
+    return _Concat(prepare.open_split(data, location, split) for split in splits)
+
+
+def _held_out(config, workdir: str):
+    return _splits(config.data, workdir, ("val", "test"))
 
 
 def evaluate_one(out: str, row: Row, seed: int) -> dict:
@@ -292,11 +304,8 @@ def evaluate_one(out: str, row: Row, seed: int) -> dict:
     config = experiment.resolve(row_config(out, row, seed), workdir)
     data = config.data
     held_out = _held_out(config, workdir)
-    shifted = prepare.shifted(data)  # every shifted building is unseen: use all of them
-    shifted_source = _Concat(
-        prepare.open_split(shifted, prepare.data_location(shifted, workdir), split)
-        for split in ("train", "val", "test")
-    )
+    # every shifted building is unseen: use all of them
+    shifted_source = _splits(prepare.shifted(data), workdir, ("train", "val", "test"))
     result: dict = {"row": row.name, "seed": seed, "examples": len(held_out),
                     "shifted_examples": len(shifted_source)}  # fmt: skip
     for model in ("baseline", "consistency"):
