@@ -1,10 +1,13 @@
 """The main command: `python -m xtc_jax.main --config=configs/normal.py[:preset] --workdir=DIR`.
 
 Modes:
-  train    (default) train the config's experiment end to end
-           (`consistency/experiment.py`): data, frozen perceptual networks,
-           baseline and consistency models, then their held-out errors side
-           by side. Resumes after a kill; SIGTERM saves a checkpoint and exits 0.
+  train    (default) train the config's experiment end to end. Consistency
+           configs (`consistency/experiment.py`): data, frozen perceptual
+           networks, baseline and consistency models, then their held-out
+           errors side by side. Multi-task configs (configs/mtl_*.py,
+           `mtl/experiment.py`): the single-task, multi-task and xtask models,
+           their test metrics side by side. Resumes after a kill; SIGTERM
+           saves a checkpoint and exits 0.
   prepare  make the config's data ready (render the built-in synthetic
            Taskonomy if no data.path is set, build array_record shards),
            stream a few batches through the Grain pipeline, report
@@ -48,10 +51,17 @@ _DISTRIBUTED = flags.DEFINE_bool(
 )
 
 
-def _train(config, workdir: str) -> None:
-    from xtc_jax.consistency import experiment
+#: The experiment module of each method (config.method; the consistency configs have none).
+METHODS = {"consistency": "xtc_jax.consistency.experiment", "mtl": "xtc_jax.mtl.experiment"}
 
-    experiment.run(config, workdir)
+
+def _train(config, workdir: str) -> None:
+    import importlib
+
+    method = config.get("method", "consistency")
+    if method not in METHODS:
+        cli.fail(f"config.method={method!r}: use one of {', '.join(METHODS)}.")
+    importlib.import_module(METHODS[method]).run(config, workdir)
 
 
 def _prepare(config, workdir: str) -> None:

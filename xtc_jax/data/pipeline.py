@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import grain
@@ -56,6 +56,10 @@ INDEX_KEY = "index"
 # Internal batch key carrying skip messages from the workers to the main process.
 _SKIPPED_KEY = "_skipped"
 ON_ERROR = ("skip", "raise")
+
+
+#: A custom per-example transform: (record, rng or None when not augmenting) -> arrays.
+ExampleFn = Callable[[Any, "np.random.Generator | None"], dict]
 
 
 class RandomAccessSource(Protocol):
@@ -102,7 +106,9 @@ class _LoadExample:
         augment: bool,
         shard_len: int,
         on_error: str,
+        example_fn: ExampleFn | None = None,
     ):
+        self.example_fn = example_fn
         self.source = source
         self.domains = domains
         self.resolution = resolution
@@ -114,13 +120,15 @@ class _LoadExample:
     def __call__(self, position: int, source_index: Any) -> dict[str, np.ndarray] | _Skipped:
         source_index = int(source_index)
         epoch = position // self.shard_len
-        augment = transforms.NO_AUGMENT
-        if self.augment:
-            rng = np.random.default_rng((self.seed, epoch, source_index))
-            augment = transforms.draw_augment(rng)
+        rng = np.random.default_rng((self.seed, epoch, source_index)) if self.augment else None
         try:
             record = self.source[source_index]
-            example = transforms.transform_example(record, self.domains, self.resolution, augment)
+            if self.example_fn is not None:
+                example = self.example_fn(record, rng)
+            else:
+                augment = transforms.draw_augment(rng) if rng is not None else transforms.NO_AUGMENT
+                example = transforms.transform_example(record, self.domains, self.resolution,
+                                                       augment)  # fmt: skip
         except DataError as error:
             if self.on_error == "raise":
                 raise
@@ -235,6 +243,7 @@ def make_dataset(
     worker_buffer_size: int = 2,
     process_index: int | None = None,
     process_count: int | None = None,
+    example_fn: ExampleFn | None = None,
 ) -> DataPipeline:
     """Builds the Grain pipeline over `source` for this JAX process.
 
@@ -257,11 +266,14 @@ def make_dataset(
       prefetch_batches: batches buffered ahead by the reading threads.
       worker_buffer_size: batches buffered per worker process.
       process_index, process_count: override jax.process_index()/process_count().
+      example_fn: a per-example transform of the source's records instead of the
+        Taskonomy domains' decoding (`domains` and `resolution` are then unused):
+        `example_fn(record, rng)`, rng a seeded Generator when augmenting, else None.
     """
     domain_names = tuple(domains_lib.get(name).name for name in domains)
-    if not domain_names:
+    if not domain_names and example_fn is None:
         raise ConfigError("domains is empty: name at least one domain to load.")
-    if resolution <= 0:
+    if example_fn is None and resolution <= 0:
         raise ConfigError(f"resolution must be positive, got {resolution}.")
     if on_error not in ON_ERROR:
         raise ConfigError(f"on_error={on_error!r}; choose one of {ON_ERROR}.")
@@ -288,7 +300,8 @@ def make_dataset(
         ds = ds.shuffle(seed=seed)
     ds = ds.slice(slice(process_index, shard_len * process_count, process_count))
     ds = ds.map_with_index(
-        _LoadExample(source, domain_names, resolution, seed, augment, shard_len, on_error)
+        _LoadExample(source, domain_names, resolution, seed, augment, shard_len, on_error,
+                     example_fn)
     )
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, batch_fn=_stack_or_fill)
     ds = ds.repeat(num_epochs)

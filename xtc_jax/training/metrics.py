@@ -118,7 +118,7 @@ def add_sums(total: dict | None, sums: Mapping) -> dict:
     return sums if total is None else {k: total[k] + sums[k] for k in total}
 
 
-def _histogram_median(histogram: np.ndarray) -> float:
+def histogram_median(histogram: np.ndarray) -> float:
     """Median of pixel values counted in 1/ANGLE_BINS_PER_DEGREE-degree bins (bin centres).
 
     As np.median: the middle value, or the mean of the two middle values for
@@ -137,7 +137,7 @@ def finish_split_metrics(sums: Mapping[str, np.ndarray]) -> dict[str, float]:
     pixels = max(float(sums.get("pixels", 0.0)), 1.0)
     if "angle_sum" in sums:
         metrics["angle_mean_deg"] = float(sums["angle_sum"] / pixels)
-        metrics["angle_median_deg"] = _histogram_median(sums["angle_histogram"])
+        metrics["angle_median_deg"] = histogram_median(sums["angle_histogram"])
         metrics["angle_rmse_deg"] = float(np.sqrt(sums["angle_sq_sum"] / pixels))
         for threshold in NORMAL_THRESHOLDS:
             metrics[f"pct_under_{threshold}"] = float(100.0 * sums[f"under_{threshold}"] / pixels)
