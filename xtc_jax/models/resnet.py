@@ -18,7 +18,9 @@ while training, running averages in the "batch_stats" collection (torch's
 momentum 0.1), used at evaluation. Under jit with the batch sharded over the
 mesh's data axis the batch mean is a mean over the global batch, so the
 statistics are synchronised across devices with no extra code. `taps=True`
-returns the five feature maps a U-Net decoder needs (xtask_mt.md §1.2). As in the original the input is not ImageNet-normalised
+returns the five feature maps a U-Net decoder needs (xtask_mt.md §1.2).
+
+As in the original the input is not ImageNet-normalised
 (a [0, 1] map; one channel is repeated to three) unless `imagenet_normalize`.
 """
 

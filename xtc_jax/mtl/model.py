@@ -98,8 +98,9 @@ def check(config) -> None:
     build(config)  # XTaskNet's own checks (tasks, transfer, classes)
     if "normal" in config.model.tasks and config.data.dataset == "cityscapes":
         raise ConfigError('model.tasks has "normal", but Cityscapes has no normals.')
-    if "normal" in config.model.tasks and config.data.dataset == "nyuv2" and not config.data.normals:
-        raise ConfigError('model.tasks has "normal": set data.normals=True to read NYUv2\'s normals.')
+    nyu_without_normals = config.data.dataset == "nyuv2" and not config.data.normals
+    if "normal" in config.model.tasks and nyu_without_normals:
+        raise ConfigError('model.tasks has "normal": set data.normals=True to read NYUv2 normals.')
 
 
 def gradnorm_layer(config) -> str:

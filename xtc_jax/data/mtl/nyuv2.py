@@ -98,8 +98,8 @@ class NYUv2Source:
             raise DataError(f"{label_path}: label {int(label[bad][0])} is outside the "
                             f"{self.num_classes} classes 0..{self.num_classes - 1} (−1 = "
                             "unlabelled); fix the file or data.num_classes.")  # fmt: skip
-        record = {"rgb": image.astype(np.float32), "seg": label,
-                  "depth": depth.reshape(*hw, 1).astype(np.float32), "name": image_path}  # fmt: skip
+        record = {"rgb": image.astype(np.float32), "seg": label, "name": image_path,
+                  "depth": depth.reshape(*hw, 1).astype(np.float32)}  # fmt: skip
         if "normal" in self.fields:
             normal, normal_path = self._read("normal", index)
             if normal.shape != (*hw, 3):
