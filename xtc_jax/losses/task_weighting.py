@@ -258,7 +258,7 @@ def _init_dwa(num_tasks: int, options: Mapping[str, Any]) -> dict:
 
 def dwa_weights(previous: Array, temperature: float) -> Array:
     """T·softmax((L(t−1) / L(t−2)) / temperature) from the last two epoch averages."""
-    ratio = previous[1] / jnp.maximum(previous[0], 1e-12)
+    ratio = previous[1] / jnp.where(previous[0] == 0, 1.0, previous[0])
     return previous.shape[1] * jax.nn.softmax(ratio / temperature)
 
 
