@@ -75,7 +75,7 @@ def test_nyu_bad_input_is_one_message_naming_the_file(nyu_root, tmp_path):
         nyuv2.NYUv2Source(broken, "train")
     broken = _copy_tree(nyu_root, str(tmp_path / "b"))
     os.remove(os.path.join(broken, "train", "depth", "7.npy"))
-    with pytest.raises(DataError, match="different numbers of files.*depth 7"):
+    with pytest.raises(DataError, match=r"different numbers of files.*depth 7"):
         nyuv2.NYUv2Source(broken, "train")
     broken = _copy_tree(nyu_root, str(tmp_path / "c"))
     np.save(os.path.join(broken, "train", "label", "2.npy"), np.full((24, 32), 13.0))
@@ -98,13 +98,13 @@ def test_cityscapes_bad_input_is_one_message_naming_the_file(cityscapes_root, tm
     with pytest.raises(DataError, match="1 label or disparity files are missing"):
         cityscapes.CityscapesSource(broken, "train")
     os.makedirs(tmp_path / "nothing" / "leftImg8bit" / "train")
-    with pytest.raises(DataError, match="gtFine/train is missing: data.path must be a Cityscapes"):
+    with pytest.raises(DataError, match=r"gtFine/train is missing: data.path must be a Cityscapes"):
         cityscapes.CityscapesSource(str(tmp_path / "nothing"), "train")
     broken = _copy_tree(cityscapes_root, str(tmp_path / "b"))
     source = cityscapes.CityscapesSource(broken, "train")
     with open(source.items[0][2], "wb") as f:
         f.write(png.encode_png(np.zeros((16, 32), np.uint8)))
-    with pytest.raises(DataError, match="disparity.png: a 8-bit PNG, expected 16-bit"):
+    with pytest.raises(DataError, match=r"disparity.png: a 8-bit PNG, expected 16-bit"):
         source[0]
     with pytest.raises(DataError, match="7 \\(categories\\) or 19 classes"):
         cityscapes.CityscapesSource(broken, "train", 13)
@@ -123,7 +123,7 @@ def test_the_validation_split_is_held_out_of_the_train_folder(nyu_root, tmp_path
     splits = sources.open_splits(_data("nyuv2", nyu_root, val_fraction=0.25), str(tmp_path))
     assert [len(splits[k]) for k in ("train", "val", "test")] == [6, 2, 8]
     assert not set(splits["train"].indices) & set(splits["val"].indices)
-    with pytest.raises(ConfigError, match="needs --config.data.path"):
+    with pytest.raises(ConfigError, match=r"needs --config.data.path"):
         sources.open_splits(_data("nyuv2"), str(tmp_path))
     with pytest.raises(ConfigError, match="multiples of 32"):
         sources.check(_data("nyuv2", nyu_root, size=(48, 64)))
@@ -160,7 +160,8 @@ def test_random_scale_crop_rescales_depth_flips_normals_and_keeps_fields_aligned
 def test_the_pipeline_batches_multi_task_examples(nyu_root):
     source = nyuv2.NYUv2Source(nyu_root, "train")
     data = pipeline.make_dataset(source, (), 0, 4, 0, augment=True, process_index=0,
-                                 process_count=1, example_fn=MultiTaskTransform(32, 64))  # fmt: skip
+                                 process_count=1,
+                                 example_fn=MultiTaskTransform(32, 64))  # fmt: skip
     batch = next(iter(data))
     assert batch["rgb"].shape == (4, 32, 64, 3) and batch["seg"].dtype == np.int32
     assert batch["depth"].shape == batch["depth_mask"].shape == (4, 32, 64, 1)
