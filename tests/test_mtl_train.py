@@ -1,0 +1,141 @@
+"""The multi-task method end to end: every weighting through the jitted step, the synthetic
+comparison through the main command, resume after kill -9, and the NYUv2 and Cityscapes
+configs on their stand-in trees."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from xtc_jax.data.mtl import standins
+from xtc_jax.losses import task_weighting
+from xtc_jax.mtl import model as model_lib
+from xtc_jax.mtl.config import mtl_config
+from xtc_jax.mtl.step import make_optimizer, make_train_step, weighting_options
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_MODEL = ["--config.model.encoder_width=0.125", "--config.model.mid_features=8",
+              "--config.batch_size=4"]  # fmt: skip
+TINY_SYNTHETIC = ["--config.data.synthetic.buildings=3", "--config.data.synthetic.views=8",
+                  "--config.data.synthetic.size=32", "--config.data.size=(32, 32)"]  # fmt: skip
+
+
+def _tiny_config(weighting: str):
+    config = mtl_config("synthetic", "cpu")
+    config.model.encoder_width = 0.125
+    config.model.mid_features = 8
+    config.data.size = (32, 32)
+    config.weighting = weighting
+    return config
+
+
+def _batch(seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    depth = rng.uniform(0.5, 3.0, (2, 32, 32, 1)).astype(np.float32)
+    return {"rgb": rng.random((2, 32, 32, 3), np.float32),
+            "seg": rng.integers(-1, 9, (2, 32, 32)).astype(np.int32),
+            "depth": depth, "depth_mask": np.ones_like(depth)}  # fmt: skip
+
+
+@pytest.mark.parametrize("weighting", sorted(task_weighting.STRATEGIES))
+def test_every_weighting_trains_the_network_in_one_jitted_step(weighting):
+    config = _tiny_config(weighting)
+    model = model_lib.build(config)
+    variables = model_lib.init_variables(model, jax.random.key(0), (32, 32))
+    optimizer = make_optimizer(config, epoch_steps=2)
+    options = weighting_options(config, epoch_steps=2)
+    state = {"step": jnp.int32(0), "rng": jax.random.key(1), **variables,
+             "opt_state": optimizer.init(variables["params"]),
+             "weighting": task_weighting.get(weighting).init(2, options)}  # fmt: skip
+    step = jax.jit(make_train_step(config, model, optimizer, options))
+    new_state, metrics = step(state, {}, _batch())
+    assert int(new_state["step"]) == 1
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    assert {"loss_seg", "loss_depth", "loss_tdepth", "loss_tseg", "weight_seg"} <= set(metrics)
+    for part in ("encoder", "seg_decoder", "depth_decoder", "s2d", "d2s"):
+        before, after = variables["params"][part], new_state["params"][part]
+        pairs = zip(jax.tree.leaves(before), jax.tree.leaves(after), strict=True)
+        assert any(not np.allclose(a, b) for a, b in pairs)
+    assert not np.allclose(variables["batch_stats"]["encoder"]["bn1"]["mean"],
+                           new_state["batch_stats"]["encoder"]["bn1"]["mean"])  # fmt: skip
+
+
+def _run_main(workdir: Path, config: str, *flags: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "xtc_jax.main", f"--config={config}", f"--workdir={workdir}",
+         *TINY_MODEL, *flags],
+        cwd=REPO, env=dict(os.environ, XTC_DATA_DIR=str(workdir.parent / "data")),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def _finish(process: subprocess.Popen, timeout: int = 600) -> str:
+    output = process.stdout.read()
+    assert process.wait(timeout=timeout) == 0, output
+    return output
+
+
+def _losses(run: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (run / "logs" / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in rows if r["split"] == "train"}
+
+
+SYNTHETIC = ("configs/mtl_synthetic.py:cpu", *TINY_SYNTHETIC)
+
+
+def test_synthetic_comparison_prints_the_models_side_by_side(tmp_path):
+    output = _finish(_run_main(tmp_path / "run", *SYNTHETIC, "--config.train.steps=6",
+                               "--config.train.eval_every=3", "--config.train.checkpoint_every=3",
+                               '--config.compare=("stl_depth", "xtask")'))  # fmt: skip
+    table = output[output.index("test split (best checkpoint"):]
+    assert "stl_depth" in table and "xtask" in table and "miou" in table and "energy" in table
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert set(results) == {"stl_depth", "xtask"}
+    depth_only = results["stl_depth"]["test"]
+    assert "miou" not in depth_only and "depth_abs" in depth_only
+    assert results["xtask"]["best_step"] in (3, 6)
+    assert 0 <= results["xtask"]["test"]["miou"] <= 100
+    model_json = json.loads((tmp_path / "run" / "xtask" / "export" / "model.json").read_text())
+    assert model_json["arch"] == "xtask" and len(model_json["classes"]) == 9
+
+
+def test_a_multi_task_run_resumes_after_kill_9_to_the_same_losses(tmp_path):
+    flags = (*SYNTHETIC, "--config.train.steps=12", "--config.train.eval_every=4",
+             "--config.train.checkpoint_every=4", '--config.compare=("xtask",)')  # fmt: skip
+    _finish(_run_main(tmp_path / "reference", *flags))
+    victim = _run_main(tmp_path / "killed", *flags)
+    deadline = time.time() + 600
+    while not (tmp_path / "killed" / "xtask" / "checkpoints" / "8").is_dir():
+        assert victim.poll() is None and time.time() < deadline, "no checkpoint before exit"
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    output = _finish(_run_main(tmp_path / "killed", *flags))
+    assert "resumed from step 8" in output or "resumed from step 12" in output
+    expected = _losses(tmp_path / "reference" / "xtask")
+    got = _losses(tmp_path / "killed" / "xtask")
+    late = [s for s in expected if s > 8]
+    np.testing.assert_allclose([got[s] for s in late], [expected[s] for s in late], rtol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout,config", [("nyuv2", "configs/mtl_nyu.py:cpu"),
+                                           ("cityscapes", "configs/mtl_cityscapes.py:cpu")])
+def test_the_real_dataset_configs_run_on_their_stand_ins(tmp_path, layout, config):
+    root = tmp_path / layout
+    standins.write(layout, str(root), views=8, size=32)
+    output = _finish(_run_main(tmp_path / "run", config, f"--config.data.path={root}",
+                               "--config.data.size=(32, 64)", "--config.train.steps=4",
+                               "--config.train.eval_every=2", "--config.train.checkpoint_every=2"))
+    assert "multi-task data: train 7, val 1, test 8" in output
+    assert "xtask" in output[output.index("test split (best checkpoint"):]
