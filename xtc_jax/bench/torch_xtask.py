@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xtc_jax.bench.torch_resnet import TorchResNet
+from xtc_jax.models.task_transfer import transfer_features
 from xtc_jax.models.xtask import encoder_tap_channels, task_channels
 
 
@@ -73,9 +74,10 @@ class _TorchConvs(nn.Module):
 
 
 class TorchTaskTransferNet(nn.Module):
-    def __init__(self, cin: int, out: int, batch_norm: bool = False, wider: bool = False) -> None:
+    def __init__(self, cin: int, out: int, batch_norm: bool = False, wider: bool = False,
+                 width: float = 1.0) -> None:  # fmt: skip
         super().__init__()
-        f1, f2, f3 = (128, 256, 512) if wider else (64, 128, 256)
+        f1, f2, f3 = transfer_features(wider, width)
         self.log_softmax_input = out == 1
         for i, (a, b) in enumerate(((cin, f1), (f1, f2), (f2, f3))):
             self.add_module(f"down{i}", _TorchConvs(a, b, batch_norm))
@@ -102,18 +104,20 @@ class TorchXTaskNet(nn.Module):
 
     def __init__(self, tasks=("seg", "depth"), num_classes: int = 7, encoder_depth: int = 34,
                  transfer: bool = True, transfer_batch_norm: bool = False,
-                 transfer_wider: bool = False, mid_features: int = 128) -> None:  # fmt: skip
+                 transfer_wider: bool = False, mid_features: int = 128,
+                 encoder_width: float = 1.0, transfer_width: float = 1.0) -> None:  # fmt: skip
         super().__init__()
         self.tasks = tuple(tasks)
         self.transfer = transfer
-        self.encoder = TorchResNet(encoder_depth)
-        taps = encoder_tap_channels(encoder_depth)
+        self.encoder = TorchResNet(encoder_depth, encoder_width)
+        taps = encoder_tap_channels(encoder_depth, encoder_width)
         for task in self.tasks:
             self.add_module(f"{task}_decoder", TorchTaskDecoder(
                 taps, task_channels(task, num_classes), mid_features))  # fmt: skip
         if transfer:
-            self.s2d = TorchTaskTransferNet(num_classes, 1, transfer_batch_norm, transfer_wider)
-            self.d2s = TorchTaskTransferNet(1, num_classes, transfer_batch_norm, transfer_wider)
+            options = (transfer_batch_norm, transfer_wider, transfer_width)
+            self.s2d = TorchTaskTransferNet(num_classes, 1, *options)
+            self.d2s = TorchTaskTransferNet(1, num_classes, *options)
 
     def taps(self, x: torch.Tensor) -> list[torch.Tensor]:
         e = self.encoder

@@ -3,8 +3,9 @@
 A three-level mini U-Net (§1.4). Down(in → out): two conv3x3 (with bias) +
 optional BatchNorm + ReLU, then 2×2 max-pool. Up(in → out): ×2 aligned
 bilinear upsampling first, then two such convs. Features [64, 128, 256]
-(`wider`: doubled). The skips of the first two levels are concatenated into
-the second and third up-blocks, and a 1×1 conv without bias gives the output.
+(`wider`: doubled; `width` scales them, 1.0 = the original). The skips of the
+first two levels are concatenated into the second and third up-blocks, and a
+1×1 conv without bias gives the output.
 The segmentation → depth net (`log_softmax_input`) takes the log-softmax of
 the logits, as the original does when its output has one channel; the
 depth → segmentation net takes the raw depth.
@@ -21,6 +22,12 @@ import jax.numpy as jnp
 from xtc_jax.models.mtl_decoder import conv1x1, conv3x3
 from xtc_jax.models.resize import upsample_bilinear_2x_aligned
 from xtc_jax.models.resnet import batch_norm
+
+
+def transfer_features(wider: bool, width: float = 1.0) -> tuple[int, int, int]:
+    """The three levels' features: (64, 128, 256), doubled when `wider`, times `width`."""
+    base = (128, 256, 512) if wider else (64, 128, 256)
+    return tuple(max(1, round(f * width)) for f in base)
 
 
 class _Convs(nn.Module):
@@ -50,11 +57,12 @@ class TaskTransferNet(nn.Module):
     log_softmax_input: bool = False
     use_batch_norm: bool = False
     wider: bool = False
+    width: float = 1.0  # a multiplier of the features (1.0 = the original; small for the CPU)
     dtype: Any = jnp.float32
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
-        f1, f2, f3 = (128, 256, 512) if self.wider else (64, 128, 256)
+        f1, f2, f3 = transfer_features(self.wider, self.width)
         if self.log_softmax_input:
             x = jax.nn.log_softmax(x.astype(jnp.float32), axis=-1)
         skips = []

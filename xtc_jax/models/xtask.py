@@ -44,6 +44,7 @@ class XTaskNet(nn.Module):
       encoder_width: channel multiplier of the encoder (1.0 = torchvision; small for tests).
       transfer: build the two transfer nets (needs both seg and depth).
       transfer_batch_norm, transfer_wider: the original's `batch_norm`, `wider_ttnet`.
+      transfer_width: multiplier of the transfer nets' features (1.0 = the original).
       mid_features: decoder width (128).
     """
 
@@ -54,6 +55,7 @@ class XTaskNet(nn.Module):
     transfer: bool = True
     transfer_batch_norm: bool = False
     transfer_wider: bool = False
+    transfer_width: float = 1.0
     mid_features: int = 128
     dtype: Any = jnp.float32
 
@@ -90,7 +92,7 @@ class XTaskNet(nn.Module):
             out["normal"] = out["normal"] / jnp.maximum(norm, 1e-12)
         if self.transfer and not direct_only:
             options = dict(use_batch_norm=self.transfer_batch_norm, wider=self.transfer_wider,
-                           dtype=self.dtype)  # fmt: skip
+                           width=self.transfer_width, dtype=self.dtype)  # fmt: skip
             out["tdepth"] = TaskTransferNet(1, log_softmax_input=True, name="s2d",
                                             **options)(out["seg"], train)  # fmt: skip
             out["tseg"] = TaskTransferNet(self.num_classes, name="d2s",
@@ -98,7 +100,9 @@ class XTaskNet(nn.Module):
         return out
 
 
-def encoder_tap_channels(depth: int) -> list[int]:
-    """Channels of the five taps: [64, 64, 128, 256, 512], ×4 after the first for ResNet-50+."""
+def encoder_tap_channels(depth: int, width: float = 1.0) -> list[int]:
+    """Channels of the five taps: [64, 64, 128, 256, 512] at width 1, ×4 after the first for
+    ResNet-50+."""
     kind, _ = DEPTHS[depth]
-    return [64] + [c * EXPANSION[kind] for c in (64, 128, 256, 512)]
+    planes = [max(1, round(c * width)) for c in (64, 64, 128, 256, 512)]
+    return planes[:1] + [c * EXPANSION[kind] for c in planes[1:]]

@@ -61,7 +61,8 @@ def mtl_config(dataset: str, preset: str = "") -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict(dict(
         tasks=("seg", "depth"), encoder_depth=18 if cpu else 34, encoder_width=0.25 if cpu else 1.0,
         mid_features=32 if cpu else 128, transfer=True, transfer_batch_norm=False,
-        transfer_wider=False, imagenet_normalize=s["imagenet_normalize"], pretrained="",
+        transfer_wider=False, transfer_width=0.25 if cpu else 1.0,
+        imagenet_normalize=s["imagenet_normalize"], pretrained="",
     ))  # fmt: skip
     config.loss = ml_collections.ConfigDict(dict(
         depth="l1", transferred_depth="l1", transferred_seg="cross", label_smoothing=0.0,

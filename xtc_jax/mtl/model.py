@@ -22,7 +22,7 @@ from xtc_jax.models.resnet import DEPTHS
 from xtc_jax.models.xtask import XTaskNet
 
 MODEL_FIELDS = ("tasks", "encoder_depth", "encoder_width", "transfer", "transfer_batch_norm",
-                "transfer_wider", "mid_features")  # fmt: skip
+                "transfer_wider", "transfer_width", "mid_features")  # fmt: skip
 
 
 def model_fields(config) -> dict:
