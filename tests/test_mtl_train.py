@@ -108,6 +108,22 @@ def test_synthetic_comparison_prints_the_models_side_by_side(tmp_path):
     model_json = json.loads((tmp_path / "run" / "xtask" / "export" / "model.json").read_text())
     assert model_json["arch"] == "xtask" and len(model_json["classes"]) == 9
 
+    # xtask_mt's energy of the trained model: energy against error, and a corruption detected
+    from xtc_jax.mtl import energy
+
+    config = _tiny_config("uncertainty")
+    config.data.synthetic.update(buildings=3, views=8, size=32)
+    config.data.cache_dir = str(tmp_path / "data")
+    summary = energy.run(config, str(tmp_path / "run"), corruptions="noise:5", log=lambda _: None)
+    assert summary["images"] == 8 and summary["sets"] == ["clean", "noise:5"]
+    assert 0 <= summary["auc"]["noise:5"] <= 1
+    assert -1 <= summary["error_seg_pct_clean"]["pearson_r"] <= 1
+    for name in ("data.csv", "energy_vs_seg.png", "energy_vs_depth.png", "roc.png"):
+        assert (tmp_path / "run" / "xtask" / "energy" / name).is_file()
+    lines = (tmp_path / "run" / "xtask" / "energy" / "data.csv").read_text().splitlines()
+    assert lines[0].split(",")[:2] == ["set", "image"] and len(lines) == 1 + 2 * 8
+    assert set(lines[0].split(",")[2:]) == {"energy", "error_seg_pct", "error_depth_abs"}
+
 
 def test_a_multi_task_run_resumes_after_kill_9_to_the_same_losses(tmp_path):
     flags = (*SYNTHETIC, "--config.train.steps=12", "--config.train.eval_every=4",

@@ -17,6 +17,10 @@ xtc_jax.convert`), every network comes from there instead and nothing is
 trained; the middle domains K are those whose rgb->K and K->target files are
 there, and the statistics go beside the model (MODELS/rgb2normal_consistency_
 energy_stats.json). Use --config.data.resolution=256 (the paper preset).
+
+Multi-task configs (configs/mtl_*.py) get xtask_mt's energy of their "xtask"
+model instead (`mtl/energy.py`): energy against segmentation and depth error on
+the test split, and --corrupt (default noise:5,blur:5) detected by energy.
 """
 
 from __future__ import annotations
@@ -72,6 +76,15 @@ def main(argv: list[str]) -> None:
         from xtc_jax.data import prepare
 
         prepare.check_room(_CONFIG.value.data, _WORKDIR.value)
+        if _CONFIG.value.get("method") == "mtl":  # xtask_mt's energy of a multi-task model
+            from xtc_jax.mtl import energy as mtl_energy
+
+            mtl_energy.run(_CONFIG.value, _WORKDIR.value,
+                           model_name="xtask" if _MODEL.value == "consistency" else _MODEL.value,
+                           corruptions=_CORRUPT.value if _CORRUPT.value is not None
+                           else "noise:5,blur:5",
+                           output=_OUTPUT.value or "", max_images=_MAX_IMAGES.value)
+            return
         command.run(
             _CONFIG.value,
             _WORKDIR.value,

@@ -37,6 +37,21 @@ def build(config) -> XTaskNet:
     return XTaskNet(**model_fields(config))
 
 
+def load_export(directory: str) -> tuple[XTaskNet, dict, dict]:
+    """(network, variables, model.json) of an exported multi-task model; the network is rebuilt
+    from model.json, so an export is read with the settings it was trained with."""
+    if not os.path.isfile(os.path.join(directory, export_lib.MODEL_JSON)):
+        raise ConfigError(f"{directory} holds no exported model ({export_lib.MODEL_JSON}): run "
+                          "the main command with this config and workdir first.")  # fmt: skip
+    variables, model_config = export_lib.load_exported(directory)
+    if model_config.get("arch") != "xtask":
+        raise ConfigError(f"{directory} holds a {model_config.get('arch')!r} model, not a "
+                          "multi-task (xtask) one.")  # fmt: skip
+    fields = {k: model_config[k] for k in (*MODEL_FIELDS, "num_classes") if k in model_config}
+    fields["tasks"] = tuple(fields["tasks"])
+    return XTaskNet(**fields), variables, model_config
+
+
 def preprocess(x: jax.Array, imagenet_normalize: bool) -> jax.Array:
     """The network's input: rgb in [0, 1], ImageNet-normalised for Cityscapes (as the original)."""
     if not imagenet_normalize:
