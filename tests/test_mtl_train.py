@@ -124,6 +124,22 @@ def test_synthetic_comparison_prints_the_models_side_by_side(tmp_path):
     assert lines[0].split(",")[:2] == ["set", "image"] and len(lines) == 1 + 2 * 8
     assert set(lines[0].split(",")[2:]) == {"energy", "error_seg_pct", "error_depth_abs"}
 
+    # the demo of the multi-task model: segmentation with a legend, depth, energy per image
+    from PIL import Image
+
+    from xtc_jax.apps import demo_mtl
+
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.full((40, 70, 3), 120, np.uint8)).save(images / "wide.png")
+    (images / "broken.png").write_bytes(b"not an image")
+    result = demo_mtl.run(str(images), str(tmp_path / "demo"), str(tmp_path / "run"),
+                          log=lambda _: None)  # fmt: skip
+    assert sorted(os.path.basename(p) for p in result["written"]) == [
+        "wide_depth.png", "wide_energy.png", "wide_seg.png"]
+    assert [os.path.basename(p) for p, _ in result["skipped"]] == ["broken.png"]
+    assert Image.open(tmp_path / "demo" / "wide_seg.png").size[0] > 100
+
 
 def test_a_multi_task_run_resumes_after_kill_9_to_the_same_losses(tmp_path):
     flags = (*SYNTHETIC, "--config.train.steps=12", "--config.train.eval_every=4",

@@ -14,6 +14,9 @@ into --models_dir (default ./models: rgb2{task}_{baseline,consistency}; see
 `python -m xtc_jax.convert`). The energy uses the statistics `python -m
 xtc_jax.energy` saved next to the consistency model. An unreadable file is
 reported and skipped.
+
+--task mtl shows a multi-task model instead (configs/mtl_*.py runs; `apps/demo_mtl.py`):
+its segmentation with a legend, its depth and its consistency energy.
 """
 
 from __future__ import annotations
@@ -165,7 +168,12 @@ def define_flags() -> None:
     """The command-line flags (defined only when run as a program, so importing is free)."""
     global _TASK, _IMG_PATH, _OUTPUT_PATH, _WORKDIR, _BASELINE, _CONSISTENCY, _ENERGY_STATS
     global _ENERGY_RANGE, _MODELS_DIR
-    _TASK = flags.DEFINE_enum("task", "normal", list(TASKS), "What to predict.")
+    global _MULTITASK
+    _TASK = flags.DEFINE_enum("task", "normal", [*TASKS, "mtl"],
+                              "What to predict; mtl: a multi-task model's segmentation, depth "
+                              "and energy (apps/demo_mtl.py).")  # fmt: skip
+    _MULTITASK = flags.DEFINE_string(
+        "multitask", None, "--task mtl: a multi-task export (default WORKDIR/xtask/export).")
     _IMG_PATH = flags.DEFINE_string("img_path", None, "An image file or a folder of images.")
     _OUTPUT_PATH = flags.DEFINE_string("output_path", None, "Folder for the output images.")
     _WORKDIR = flags.DEFINE_string(
@@ -210,9 +218,16 @@ def main(argv: list[str]) -> None:
     quiet_library_logs()
     enable_compilation_cache()
     try:
-        result = run(_TASK.value, _IMG_PATH.value, _OUTPUT_PATH.value, _WORKDIR.value,
-                     _BASELINE.value, _CONSISTENCY.value, _ENERGY_STATS.value,
-                     _parse_range(_ENERGY_RANGE.value), models_dir=_MODELS_DIR.value)  # fmt: skip
+        if _TASK.value == "mtl":
+            from xtc_jax.apps import demo_mtl
+
+            result = demo_mtl.run(_IMG_PATH.value, _OUTPUT_PATH.value, _WORKDIR.value,
+                                  _MULTITASK.value)  # fmt: skip
+        else:
+            result = run(_TASK.value, _IMG_PATH.value, _OUTPUT_PATH.value, _WORKDIR.value,
+                         _BASELINE.value, _CONSISTENCY.value, _ENERGY_STATS.value,
+                         _parse_range(_ENERGY_RANGE.value),
+                         models_dir=_MODELS_DIR.value)  # fmt: skip
     except XtcError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

@@ -47,19 +47,25 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def resize_center_crop(image: Image.Image, resolution: int) -> Image.Image:
-    """Shorter side to `resolution` (bilinear), then the central resolution x resolution square."""
+def resize_center_crop(image: Image.Image, resolution: int | tuple[int, int]) -> Image.Image:
+    """Shorter side to `resolution` (bilinear), then the central resolution x resolution square.
+
+    A (height, width) `resolution` scales the image to cover that frame and crops its centre
+    (the multi-task models' non-square inputs).
+    """
+    out_h, out_w = (resolution, resolution) if isinstance(resolution, int) else resolution
     width, height = image.size
-    scale = resolution / min(width, height)
-    size = (max(resolution, round(width * scale)), max(resolution, round(height * scale)))
+    scale = max(out_w / width, out_h / height)
+    size = (max(out_w, round(width * scale)), max(out_h, round(height * scale)))
     image = image.resize(size, Image.BILINEAR)
-    left = (size[0] - resolution) // 2
-    top = (size[1] - resolution) // 2
-    return image.crop((left, top, left + resolution, top + resolution))
+    left = (size[0] - out_w) // 2
+    top = (size[1] - out_h) // 2
+    return image.crop((left, top, left + out_w, top + out_h))
 
 
-def load_image(path: str, resolution: int) -> np.ndarray:
-    """float32 (resolution, resolution, 3) in [0, 1]; DataError naming `path` if unreadable."""
+def load_image(path: str, resolution: int | tuple[int, int]) -> np.ndarray:
+    """float32 (resolution, resolution, 3) (or (height, width, 3)) in [0, 1]; DataError naming
+    `path` if unreadable."""
     try:
         with Image.open(path) as image:
             image.load()
