@@ -119,3 +119,31 @@ def test_input_size_not_a_multiple_of_32_is_one_clear_error():
     model = XTaskNet(num_classes=3, encoder_depth=18, encoder_width=0.125, mid_features=8)
     with pytest.raises(ModelError, match="multiples of 32"):
         model.init(jax.random.key(0), jnp.zeros((1, 48, 64, 3)))
+
+
+def test_a_converted_torchvision_encoder_loads_into_the_trained_batch_norm_layout(tmp_path):
+    from xtc_jax.errors import ConfigError
+    from xtc_jax.infra import export as export_lib
+    from xtc_jax.models.resnet import ResNet
+    from xtc_jax.mtl.model import load_pretrained_encoder
+
+    x = jax.random.uniform(jax.random.key(2), (1, 64, 64, 3))
+    frozen = ResNet(18, 0.125)  # the converter's layout: BN statistics among the params
+    params = frozen.init(jax.random.key(0), x)["params"]
+    rng = np.random.default_rng(0)
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, v: (rng.uniform(0.5, 1.5, v.shape) if path[-1].key == "var"
+                         else rng.normal(0, 0.1, v.shape) if path[-1].key == "mean"
+                         else v).astype(np.float32), params)  # fmt: skip
+    export_lib.export_model(tmp_path / "r18", params, {"arch": "resnet", "depth": 18})
+    model = XTaskNet(num_classes=3, encoder_depth=18, encoder_width=0.125, mid_features=8)
+    variables = model.init(jax.random.key(1), x)
+    loaded = load_pretrained_encoder(variables, str(tmp_path / "r18"), 18)
+    trained = ResNet(18, 0.125, norm="batch")
+    ours = trained.apply({"params": loaded["params"]["encoder"],
+                          "batch_stats": loaded["batch_stats"]["encoder"]}, x)  # fmt: skip
+    np.testing.assert_allclose(ours, frozen.apply({"params": params}, x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ConfigError, match=r"model.encoder_depth=34; convert resnet34"):
+        load_pretrained_encoder(variables, str(tmp_path / "r18"), 34)
+    with pytest.raises(ConfigError, match="is not an exported model"):
+        load_pretrained_encoder(variables, str(tmp_path / "nothing"), 18)

@@ -171,3 +171,47 @@ def test_the_real_dataset_configs_run_on_their_stand_ins(tmp_path, layout, confi
                                "--config.train.eval_every=2", "--config.train.checkpoint_every=2"))
     assert "multi-task data: train 7, val 1, test 8" in output
     assert "xtask" in output[output.index("test split (best checkpoint"):]
+
+
+_SHARDED_STEP = """
+import jax, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+import tests.test_mtl_train as t
+from xtc_jax.infra import sharding
+from xtc_jax.losses import task_weighting
+from xtc_jax.mtl import model as model_lib
+from xtc_jax.mtl.step import make_optimizer, make_train_step, weighting_options
+
+assert len(jax.devices()) == 2
+config = t._tiny_config("uncertainty")
+model = model_lib.build(config)
+variables = model_lib.init_variables(model, jax.random.key(0), (32, 32))
+optimizer = make_optimizer(config, 2)
+options = weighting_options(config, 2)
+state = {"step": np.int32(0), "rng": jax.random.key(1), **variables,
+         "opt_state": optimizer.init(variables["params"]),
+         "weighting": task_weighting.get("uncertainty").init(2, options)}
+step = jax.jit(make_train_step(config, model, optimizer, options))
+batch = t._batch()
+one, metrics_one = step(state, {}, batch)
+mesh = sharding.make_mesh()
+sharded = {k: jax.device_put(v, NamedSharding(mesh, P("data"))) for k, v in batch.items()}
+two, metrics_two = step(state, {}, sharded)
+assert len(sharded["rgb"].sharding.device_set) == 2
+for a, b in zip(jax.tree.leaves(one["batch_stats"]), jax.tree.leaves(two["batch_stats"])):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)  # reduction order only
+# per-device statistics (each device's half of the batch) would differ far more:
+half, _ = step(state, {}, {k: v[:1] for k, v in batch.items()})
+gaps = [np.abs(a - b).max() for a, b in zip(jax.tree.leaves(one["batch_stats"]),
+                                            jax.tree.leaves(half["batch_stats"]))]
+assert max(gaps) > 1e-2, max(gaps)
+np.testing.assert_allclose(metrics_one["loss"], metrics_two["loss"], rtol=1e-5)
+print("SHARDED OK")
+"""
+
+
+def test_batch_statistics_are_those_of_the_global_batch_on_two_devices():
+    result = subprocess.run([sys.executable, "-c", _SHARDED_STEP], cwd=REPO, text=True,
+                            capture_output=True, timeout=600,
+                            env=dict(os.environ, JAX_NUM_CPU_DEVICES="2"))  # fmt: skip
+    assert result.returncode == 0 and "SHARDED OK" in result.stdout, result.stderr[-3000:]
