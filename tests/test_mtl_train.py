@@ -112,6 +112,7 @@ def test_synthetic_comparison_prints_the_models_side_by_side(tmp_path):
     from xtc_jax.mtl import energy
 
     config = _tiny_config("uncertainty")
+    config.compare = ("stl_depth", "xtask")
     config.data.synthetic.update(buildings=3, views=8, size=32)
     config.data.cache_dir = str(tmp_path / "data")
     summary = energy.run(config, str(tmp_path / "run"), corruptions="noise:5", log=lambda _: None)
@@ -123,6 +124,19 @@ def test_synthetic_comparison_prints_the_models_side_by_side(tmp_path):
     lines = (tmp_path / "run" / "xtask" / "energy" / "data.csv").read_text().splitlines()
     assert lines[0].split(",")[:2] == ["set", "image"] and len(lines) == 1 + 2 * 8
     assert set(lines[0].split(",")[2:]) == {"energy", "error_seg_pct", "error_depth_abs"}
+
+    # --mode=eval reproduces the test metrics of the best checkpoints; --mode=prepare reports
+    from xtc_jax.mtl import commands
+
+    evaluated = commands.evaluate(config, str(tmp_path / "run"), "test", log=lambda _: None)
+    for name in ("stl_depth", "xtask"):
+        for key, value in results[name]["test"].items():
+            assert evaluated[name][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    assert (tmp_path / "run" / "eval" / "xtask_test.json").is_file()
+    lines = []
+    assert commands.prepare(config, str(tmp_path / "run"), 1, log=lines.append) == {
+        "train": 8, "val": 8, "test": 8}
+    assert any(line.startswith("labels in the first batches") for line in lines)
 
     # the demo of the multi-task model: segmentation with a legend, depth, energy per image
     from PIL import Image

@@ -17,6 +17,8 @@ Modes:
            the frozen rgb->K networks) on --split (default data.val_split):
            masked L1; normals: mean/median angle, % under 11.25/22.5/30 deg;
            depth: abs rel, RMSE, delta<1.25. Written to {workdir}/eval/.
+           Multi-task configs: every model of config.compare on --split
+           (default test), `mtl/commands.py`.
 
 Config fields are overridden with --config.FIELD=VALUE, e.g.
 --config.data.path=/data/taskonomy --config.data.resolution=128.
@@ -51,29 +53,38 @@ _DISTRIBUTED = flags.DEFINE_bool(
 )
 
 
-#: The experiment module of each method (config.method; the consistency configs have none).
-METHODS = {"consistency": "xtc_jax.consistency.experiment", "mtl": "xtc_jax.mtl.experiment"}
+#: What each mode runs for each method (config.method; the consistency configs have none):
+#: "module:function", called as function(config, workdir, option).
+METHODS = {
+    "consistency": {"train": "xtc_jax.consistency.experiment:run",
+                    "prepare": "xtc_jax.data.prepare:report",
+                    "eval": "xtc_jax.consistency.evaluate_exports:run"},
+    "mtl": {"train": "xtc_jax.mtl.experiment:run",
+            "prepare": "xtc_jax.mtl.commands:prepare",
+            "eval": "xtc_jax.mtl.commands:evaluate"},
+}  # fmt: skip
 
 
-def _train(config, workdir: str) -> None:
+def _run_mode(mode: str, config, workdir: str, *options) -> None:
     import importlib
 
     method = config.get("method", "consistency")
     if method not in METHODS:
         cli.fail(f"config.method={method!r}: use one of {', '.join(METHODS)}.")
-    importlib.import_module(METHODS[method]).run(config, workdir)
+    module, function = METHODS[method][mode].split(":")
+    getattr(importlib.import_module(module), function)(config, workdir, *options)
+
+
+def _train(config, workdir: str) -> None:
+    _run_mode("train", config, workdir)
 
 
 def _prepare(config, workdir: str) -> None:
-    from xtc_jax.data import prepare
-
-    prepare.report(config, workdir, _BATCHES.value)
+    _run_mode("prepare", config, workdir, _BATCHES.value)
 
 
 def _eval(config, workdir: str) -> None:
-    from xtc_jax.consistency import evaluate_exports
-
-    evaluate_exports.run(config, workdir, _SPLIT.value)
+    _run_mode("eval", config, workdir, _SPLIT.value)
 
 
 MODES = {"train": _train, "prepare": _prepare, "eval": _eval}
