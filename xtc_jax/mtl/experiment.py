@@ -44,9 +44,9 @@ def variant_config(config, name: str):
     with variant.unlocked():
         for field, value in VARIANTS[name].items():
             variant.model[field] = value
-        if len(variant.model.tasks) == 1 and variant.weighting in ("gradnorm", "pcgrad",
-                                                                    "cagrad", "dwa"):
-            variant.weighting = "fixed"  # one task: nothing to balance
+        if len(variant.model.tasks) == 1:  # one task: nothing to balance (the original's
+            variant.weighting = "fixed"  # main_stl.py trains the plain loss)
+            variant.weighting_options.weights = ()
     return variant
 
 
