@@ -72,7 +72,7 @@ def run(img_path: str, output_path: str, workdir: str | None = None, export: str
         log: Callable[[str], None] = print) -> dict:  # fmt: skip
     """Writes the multi-task demo outputs; returns {"written": [...], "skipped": [...]}."""
     from xtc_jax.data import images
-    from xtc_jax.errors import ConfigError, DataError
+    from xtc_jax.errors import ConfigError
     from xtc_jax.infra import workdir as workdir_lib
     from xtc_jax.mtl import model as model_lib
     from xtc_jax.mtl.evaluate import consistency_energy
@@ -98,14 +98,14 @@ def run(img_path: str, output_path: str, workdir: str | None = None, export: str
     os.makedirs(output_path, exist_ok=True)
     written, skipped = [], []
     files = images.list_images(img_path)
-    for index, path in enumerate(files, 1):
+
+    def unreadable(path: str, error: Exception) -> None:  # reported and skipped
+        skipped.append((path, str(error)))
+        log(f"skipped {path}: {error}")
+
+    readable = images.iter_images(files, size, on_error=unreadable)
+    for done, (path, image) in enumerate(readable, 1):
         stem = os.path.splitext(os.path.basename(path))[0]
-        try:
-            image = images.load_image(path, size)
-        except DataError as error:
-            skipped.append((path, str(error)))
-            log(f"[{index}/{len(files)}] skipped {path}: {error}")
-            continue
         out = jax.device_get(predict(image[None]))
         written.append(seg_figure(out["seg"][0], list(info["classes"]),
                                   os.path.join(output_path, f"{stem}_seg.png")))  # fmt: skip
@@ -117,7 +117,7 @@ def run(img_path: str, output_path: str, workdir: str | None = None, export: str
                 energy, os.path.join(output_path, f"{stem}_energy.png"),
                 f"consistency energy (image mean {float(np.mean(energy)):.3f})", "energy",
                 "magma"))  # fmt: skip
-        log(f"[{index}/{len(files)}] {path}")
+        log(f"[{done + len(skipped)}/{len(files)}] {path}")
     log(f"wrote {len(written)} images to {output_path}"
         + (f"; skipped {len(skipped)} unreadable" if skipped else ""))
     return {"written": written, "skipped": skipped}

@@ -77,7 +77,7 @@ def load_image(path: str, resolution: int | tuple[int, int]) -> np.ndarray:
 
 
 def iter_images(
-    paths: list[str], resolution: int, on_error=None
+    paths: list[str], resolution: int | tuple[int, int], on_error=None
 ) -> Iterator[tuple[str, np.ndarray]]:
     """(path, image) for each readable file; unreadable ones go to `on_error(path, error)`."""
     for path in paths:
