@@ -229,3 +229,35 @@ def test_batch_statistics_are_those_of_the_global_batch_on_two_devices():
                             capture_output=True, timeout=600,
                             env=dict(os.environ, JAX_NUM_CPU_DEVICES="2"))  # fmt: skip
     assert result.returncode == 0 and "SHARDED OK" in result.stdout, result.stderr[-3000:]
+
+
+def test_the_three_task_nyu_setting_trains_and_reports_normal_angles(tmp_path):
+    from xtc_jax.data.mtl import sources
+    from xtc_jax.mtl.evaluate import MultiTaskEvaluator
+
+    standins.write("nyuv2", str(tmp_path / "nyu"), views=8, size=32)
+    config = mtl_config("nyuv2", "cpu")
+    config.data.path, config.data.normals, config.data.size = str(tmp_path / "nyu"), True, (32, 32)
+    config.model.tasks = ("seg", "depth", "normal")
+    config.model.encoder_width, config.model.mid_features = 0.125, 8
+    model_lib.check(config)
+    splits = sources.open_splits(config.data, str(tmp_path), normals=True)
+    model = model_lib.build(config)
+    variables = model_lib.init_variables(model, jax.random.key(0), (32, 32))
+    optimizer = make_optimizer(config, 2)
+    options = weighting_options(config, 2)
+    state = {"step": jnp.int32(0), "rng": jax.random.key(1), **variables,
+             "opt_state": optimizer.init(variables["params"]),
+             "weighting": task_weighting.get("uncertainty").init(3, options)}  # fmt: skip
+    from xtc_jax.data.mtl.example import MultiTaskTransform
+
+    transform = MultiTaskTransform(32, 32)
+    batch = {k: np.stack([transform(splits["train"][i], None)[k] for i in range(2)])
+             for k in ("rgb", "seg", "depth", "depth_mask", "normal", "normal_mask")}  # fmt: skip
+    new_state, metrics = jax.jit(make_train_step(config, model, optimizer, options))(state, {},
+                                                                                      batch)
+    assert {"loss_normal", "weight_normal"} <= set(metrics) and np.isfinite(metrics["loss_normal"])
+    result = MultiTaskEvaluator(config, model, splits["test"], 13).metrics(
+        {"params": new_state["params"], "batch_stats": new_state["batch_stats"]})
+    assert 0 <= result["normal_mean_deg"] <= 180 and 0 <= result["normal_pct_under_30.0"] <= 100
+    assert {"miou", "depth_abs", "energy"} <= set(result)
