@@ -84,7 +84,8 @@ def save_figure(figure, stem: str, suffixes: Sequence[str] = ("png", "pdf")) -> 
 
 
 def scatter_plot(stem: str, energy: np.ndarray, error: np.ndarray, error_label: str,
-                 title: str = "") -> list[str]:  # fmt: skip
+                 title: str = "",
+                 energy_label: str = "consistency energy (standardised)") -> list[str]:  # fmt: skip
     """Energy (x) against error (y) with a least-squares line and both r in the title."""
     plt = pyplot()
     r = correlations(energy, error)
@@ -94,7 +95,7 @@ def scatter_plot(stem: str, energy: np.ndarray, error: np.ndarray, error_label: 
         slope, intercept = np.polyfit(energy, error, 1)
         xs = np.linspace(np.min(energy), np.max(energy), 2)
         axes.plot(xs, slope * xs + intercept, color="C3", linewidth=1.5)
-    axes.set_xlabel("consistency energy (standardised)")
+    axes.set_xlabel(energy_label)
     axes.set_ylabel(error_label)
     axes.set_title(f"{title}Pearson r = {r['pearson_r']:.3f}, Spearman r = {r['spearman_r']:.3f}",
                    fontsize=9)  # fmt: skip

@@ -116,8 +116,8 @@ def run(config, workdir: str, model_name: str = "xtask", corruptions: str = "noi
                                                         scores["clean"][error])  # fmt: skip
         summary[f"{error}_all"] = report.correlations(everything["energy"], everything[error])
         report.scatter_plot(os.path.join(out, f"energy_vs_{error.split('_')[1]}"),
-                            everything["energy"], everything[error], label,
-                            title="all sets: ")  # fmt: skip
+                            everything["energy"], everything[error], label, title="all sets: ",
+                            energy_label="consistency energy (xtask_mt)")  # fmt: skip
     shifted = {k: v["energy"] for k, v in scores.items() if k != "clean"}
     if shifted:
         summary["auc"] = {k: report.roc_auc(scores["clean"]["energy"], v)
