@@ -77,8 +77,20 @@ def _config(**loss):
     return ml_collections.ConfigDict(dict(
         model=dict(tasks=("seg", "depth")),
         loss=dict(dict(depth="l1", transferred_depth="l1", transferred_seg="cross",
-                       label_smoothing=0.0, lambda_1=0.25, lambda_2=0.5, normal_weight=1.0),
-                  **loss)))  # fmt: skip
+                       label_smoothing=0.0, seg_label_smoothing=0.0, lambda_1=0.25,
+                       lambda_2=0.5, normal_weight=1.0), **loss)))  # fmt: skip
+
+
+def test_direct_segmentation_loss_takes_optional_label_smoothing():
+    from xtc_jax.mtl.step import direct_losses
+
+    logits = jnp.array([[[[0.0, math.log(2.0), 0.0]]]])
+    batch = {"seg": jnp.array([[[1]]])}
+    plain = direct_losses(_config(), {"seg": logits}, batch)["seg"]
+    smoothed = direct_losses(_config(seg_label_smoothing=0.1), {"seg": logits}, batch)["seg"]
+    assert float(plain) == pytest.approx(math.log(2.0), rel=1e-6)
+    expected = -(0.05 * math.log(0.25) + 0.9 * math.log(0.5) + 0.05 * math.log(0.25))
+    assert float(smoothed) == pytest.approx(expected, rel=1e-6)
 
 
 def test_transferred_losses_have_stop_gradient_targets():

@@ -66,6 +66,7 @@ def mtl_config(dataset: str, preset: str = "") -> ml_collections.ConfigDict:
     ))  # fmt: skip
     config.loss = ml_collections.ConfigDict(dict(
         depth="l1", transferred_depth="l1", transferred_seg="cross", label_smoothing=0.0,
+        seg_label_smoothing=0.0,
         lambda_1=s["lam"], lambda_2=s["lam"], normal_weight=1.0,
     ))  # fmt: skip
     config.weighting = "uncertainty"

@@ -4,8 +4,9 @@ Losses (xtask_mt.md §1.5-1.6; ŝ, d̂ direct, s̃ = d2s(d̂), d̃ = s2d(ŝ), sg
   seg group    (1 − λ₁)·CE(ŝ, labels)       + λ₁·L_tdepth(d̃, sg(d̂))  [GT-depth mask]
   depth group  (1 − λ₂)·L_depth(d̂, depth)   + λ₂·L_tseg(s̃, argmax sg(ŝ))  [GT-seg mask]
   normal       1 − cos(n̂, normal)            (NYUv2's third task, when configured)
-Without the transfer nets the groups are the direct losses. The targets of the
-transferred losses are stop-gradient copies of the direct predictions, so a
+Without the transfer nets the groups are the direct losses. The direct seg loss takes
+label smoothing with loss.seg_label_smoothing (default 0: the original's plain CE).
+The targets of the transferred losses are stop-gradient copies of the direct predictions, so a
 transferred loss trains the transfer net and, through its input, the other
 branch. The weighting strategy (`losses/task_weighting.py`) turns the group
 losses into the update; BatchNorm's statistics come out of the same forward.
@@ -34,7 +35,12 @@ def direct_losses(config, out: Mapping[str, Array], batch: Mapping[str, Array]) 
     """The direct loss of each task the model predicts."""
     losses = {}
     if "seg" in out:
-        losses["seg"] = xtask.segmentation_ce(out["seg"], batch["seg"])
+        smoothing = config.loss.get("seg_label_smoothing", 0.0)
+        if smoothing:
+            losses["seg"] = xtask.label_smoothing_ce(out["seg"], batch["seg"],
+                                                     batch["seg"] != xtask.IGNORE, smoothing)
+        else:
+            losses["seg"] = xtask.segmentation_ce(out["seg"], batch["seg"])
     if "depth" in out:
         losses["depth"] = xtask.depth_loss(config.loss.depth, out["depth"], batch["depth"],
                                            batch["depth_mask"])  # fmt: skip
