@@ -102,7 +102,8 @@ class Problem:
         return self.value(key)
 
 
-def _cost(cost: float | Mapping[str, float], task: str) -> float:
+def cost_of(cost: float | Mapping[str, float], task: str) -> float:
+    """A task's cost: one number for every task, or a {task: cost} map (1 if absent)."""
     return float(cost.get(task, 1.0) if isinstance(cost, Mapping) else cost)
 
 
@@ -149,9 +150,9 @@ def solve(problem: Problem) -> Policy:
         rows.append(row), lower.append(1.0), upper.append(1.0)
     cost = np.zeros(n)  # 3. budget
     for i, e in enumerate(edges):
-        cost[i] = _cost(problem.transfer_cost, e.target)
+        cost[i] = cost_of(problem.transfer_cost, e.target)
     for s in roots:
-        cost[root_index[s]] = _cost(problem.supervision_cost, s)
+        cost[root_index[s]] = cost_of(problem.supervision_cost, s)
     constraints = [optimize.LinearConstraint(sparse.csr_array(np.array(rows)), lower, upper),
                    optimize.LinearConstraint(cost[None], -np.inf, problem.budget)]  # fmt: skip
     result = optimize.milp(-gain, constraints=constraints, integrality=np.ones(n),
