@@ -47,17 +47,23 @@ def _batch(seed: int = 0) -> dict:
             "depth": depth, "depth_mask": np.ones_like(depth)}  # fmt: skip
 
 
-@pytest.mark.parametrize("weighting", sorted(task_weighting.STRATEGIES))
-def test_every_weighting_trains_the_network_in_one_jitted_step(weighting):
-    config = _tiny_config(weighting)
+def _step_and_state(config):
+    """The jitted training step of `config` and a fresh state for it (2 steps per epoch)."""
     model = model_lib.build(config)
-    variables = model_lib.init_variables(model, jax.random.key(0), (32, 32))
+    variables = model_lib.init_variables(model, jax.random.key(0), tuple(config.data.size))
     optimizer = make_optimizer(config, epoch_steps=2)
     options = weighting_options(config, epoch_steps=2)
+    tasks = len(config.model.tasks)
     state = {"step": jnp.int32(0), "rng": jax.random.key(1), **variables,
              "opt_state": optimizer.init(variables["params"]),
-             "weighting": task_weighting.get(weighting).init(2, options)}  # fmt: skip
-    step = jax.jit(make_train_step(config, model, optimizer, options))
+             "weighting": task_weighting.get(config.weighting).init(tasks, options)}  # fmt: skip
+    return jax.jit(make_train_step(config, model, optimizer, options)), state, model
+
+
+@pytest.mark.parametrize("weighting", sorted(task_weighting.STRATEGIES))
+def test_every_weighting_trains_the_network_in_one_jitted_step(weighting):
+    step, state, _ = _step_and_state(_tiny_config(weighting))
+    variables = {"params": state["params"], "batch_stats": state["batch_stats"]}
     new_state, metrics = step(state, {}, _batch())
     assert int(new_state["step"]) == 1
     assert all(np.isfinite(float(v)) for v in metrics.values())
@@ -192,20 +198,9 @@ import jax, numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 import tests.test_mtl_train as t
 from xtc_jax.infra import sharding
-from xtc_jax.losses import task_weighting
-from xtc_jax.mtl import model as model_lib
-from xtc_jax.mtl.step import make_optimizer, make_train_step, weighting_options
 
 assert len(jax.devices()) == 2
-config = t._tiny_config("uncertainty")
-model = model_lib.build(config)
-variables = model_lib.init_variables(model, jax.random.key(0), (32, 32))
-optimizer = make_optimizer(config, 2)
-options = weighting_options(config, 2)
-state = {"step": np.int32(0), "rng": jax.random.key(1), **variables,
-         "opt_state": optimizer.init(variables["params"]),
-         "weighting": task_weighting.get("uncertainty").init(2, options)}
-step = jax.jit(make_train_step(config, model, optimizer, options))
+step, state, _ = t._step_and_state(t._tiny_config("uncertainty"))
 batch = t._batch()
 one, metrics_one = step(state, {}, batch)
 mesh = sharding.make_mesh()
@@ -242,20 +237,14 @@ def test_the_three_task_nyu_setting_trains_and_reports_normal_angles(tmp_path):
     config.model.encoder_width, config.model.mid_features = 0.125, 8
     model_lib.check(config)
     splits = sources.open_splits(config.data, str(tmp_path), normals=True)
-    model = model_lib.build(config)
-    variables = model_lib.init_variables(model, jax.random.key(0), (32, 32))
-    optimizer = make_optimizer(config, 2)
-    options = weighting_options(config, 2)
-    state = {"step": jnp.int32(0), "rng": jax.random.key(1), **variables,
-             "opt_state": optimizer.init(variables["params"]),
-             "weighting": task_weighting.get("uncertainty").init(3, options)}  # fmt: skip
+    config.weighting = "uncertainty"
+    step, state, model = _step_and_state(config)
     from xtc_jax.data.mtl.example import MultiTaskTransform
 
     transform = MultiTaskTransform(32, 32)
     batch = {k: np.stack([transform(splits["train"][i], None)[k] for i in range(2)])
              for k in ("rgb", "seg", "depth", "depth_mask", "normal", "normal_mask")}  # fmt: skip
-    new_state, metrics = jax.jit(make_train_step(config, model, optimizer, options))(state, {},
-                                                                                      batch)
+    new_state, metrics = step(state, {}, batch)
     assert {"loss_normal", "weight_normal"} <= set(metrics) and np.isfinite(metrics["loss_normal"])
     result = MultiTaskEvaluator(config, model, splits["test"], 13).metrics(
         {"params": new_state["params"], "batch_stats": new_state["batch_stats"]})
