@@ -1,0 +1,48 @@
+"""Taskonomy's small networks and tasks: shapes, the fixed-size representation, the losses."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from xtc_jax.errors import ConfigError
+from xtc_jax.models.taskonomy_net import TaskDecoder, TaskEncoder, TransferReadout
+from xtc_jax.models.unet import ModelError
+from xtc_jax.taxonomy import tasks
+
+
+def test_one_encoder_gives_a_fixed_size_representation_every_decoder_reads():
+    x = jax.random.uniform(jax.random.key(0), (2, 64, 64, 3))
+    encoder = TaskEncoder(width=0.125)
+    rep = encoder.apply(encoder.init(jax.random.key(1), x), x)
+    assert rep.shape == (2, 4, 4, 8)  # H/16 x W/16 x 8, as the paper's 16x16x8 at 256 px
+    for name in tasks.TASKS:
+        task = tasks.get(name)
+        decoder = TaskDecoder(task.channels, width=0.125)
+        out = decoder.apply(decoder.init(jax.random.key(2), rep), rep)
+        assert out.shape == (2, 64, 64, task.channels), name
+    pair = jnp.concatenate([rep, rep], axis=-1)  # an order-2 transfer's input
+    readout = TransferReadout(3, width=0.125)
+    assert readout.apply(readout.init(jax.random.key(3), pair), pair).shape == (2, 64, 64, 3)
+    with pytest.raises(ModelError, match="multiples of 16"):
+        encoder.init(jax.random.key(1), jnp.zeros((1, 40, 40, 3)))
+
+
+def test_tasks_their_targets_and_losses():
+    assert tasks.get("segment_semantic").channels == 17
+    assert tasks.get("autoencoder").target_domain == "rgb"
+    assert tasks.domains_needed(["denoise", "normal", "segment_semantic"]) == [
+        "rgb", "normal", "segment_semantic"]
+    rgb = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3))
+    noisy = tasks.get("denoise").inputs(rgb, jax.random.key(1))
+    assert float(jnp.abs(noisy - rgb).mean()) > 0.03 and float(noisy.min()) >= 0
+    assert tasks.get("autoencoder").inputs(rgb, jax.random.key(1)) is rgb
+    batch = {"rgb": rgb, "segment_semantic": jnp.zeros((2, 16, 16, 1))}
+    losses = tasks.get("autoencoder").per_image_loss(rgb + 0.25, batch)
+    np.testing.assert_allclose(losses, [0.25, 0.25], rtol=1e-5)
+    uniform = tasks.get("segment_semantic").per_image_loss(jnp.zeros((2, 16, 16, 17)), batch)
+    np.testing.assert_allclose(uniform, np.log(17), rtol=1e-5)  # uniform logits: log C
+    with pytest.raises(ConfigError, match="unknown taxonomy task 'colorization'"):
+        tasks.get("colorization")
