@@ -46,3 +46,42 @@ def test_tasks_their_targets_and_losses():
     np.testing.assert_allclose(uniform, np.log(17), rtol=1e-5)  # uniform logits: log C
     with pytest.raises(ConfigError, match="unknown taxonomy task 'colorization'"):
         tasks.get("colorization")
+
+
+def _tiny_config():
+    import ml_collections
+
+    from xtc_jax.data.mtl import synthetic
+
+    return ml_collections.ConfigDict(dict(
+        seed=0, batch_size=4,
+        data=dict(path="", format="shards", layout="auto", split_file="",
+                  domains=list(synthetic.DOMAINS), resolution=32, worker_count=0,
+                  cache_dir="", synthetic=dict(buildings=3, views=8, size=32, seed=0,
+                                               style="base")),
+        model=dict(width=0.125, rep_channels=8),
+        optimizer=dict(learning_rate=1e-3),
+        train=dict(steps=4, eval_every=4, checkpoint_every=4, keep_checkpoints=1,
+                   best_metric="", eval_batches=1, log_every_seconds=60.0,
+                   on_nonfinite="raise"),
+    ))  # fmt: skip
+
+
+@pytest.mark.parametrize("task", ["normal", "denoise"])
+def test_a_task_specific_network_trains_through_the_loop(tmp_path, task):
+    import json
+
+    from xtc_jax.data import prepare
+    from xtc_jax.taxonomy.task_method import TaskNetworkMethod
+    from xtc_jax.training.loop import train_and_evaluate
+
+    config = _tiny_config()
+    config.data.cache_dir = str(tmp_path / "data")
+    location = prepare.data_location(config.data, str(tmp_path))
+    train = prepare.open_split(config.data, location, "train")
+    val = prepare.open_split(config.data, location, "val")
+    method = TaskNetworkMethod(config, task, train, val, log=lambda _: None)
+    result = train_and_evaluate(method, config.train, 0, str(tmp_path / task), lambda _: None)
+    assert np.isfinite(result["loss"]) and result["loss"] > 0
+    model = json.loads((tmp_path / task / "export" / "model.json").read_text())
+    assert model["task"] == task and model["arch"] == "taskonomy_task"
