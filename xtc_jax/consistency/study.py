@@ -30,6 +30,7 @@ import sys
 import time
 
 from configs.normal import PERCEPTUAL
+from xtc_jax.consistency.study_report import run_dir
 
 CONFIG = "configs/normal.py"  # the study runs from the repository root, as every command
 
@@ -103,10 +104,6 @@ ROWS = (
         ("--config.data.resolution=96", "--config.data.synthetic.size=128"), shares=""),
 )
 ROW_NAMES = tuple(r.name for r in ROWS)
-
-
-def run_dir(out: str, row: str, seed: int) -> str:
-    return os.path.join(out, f"seed{seed}", row)
 
 
 def _networks(out: str, row: Row, seed: int) -> str:

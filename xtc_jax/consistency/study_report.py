@@ -22,6 +22,11 @@ import numpy as np
 from xtc_jax.energy import report
 from xtc_jax.infra import atomic
 
+
+def run_dir(out: str, row: str, seed: int) -> str:
+    """The run folder of `row` with `seed` under the study's `out`."""
+    return os.path.join(out, f"seed{seed}", row)
+
 ANGLE = "angle_mean_deg"
 #: Columns of the table: (key in the per-seed record, header, format).
 COLUMNS = (
@@ -55,7 +60,6 @@ def seed_figures(result: dict) -> dict[str, float]:
 
 def load(out: str, rows: Sequence, seeds: Sequence[int]) -> dict[str, dict]:
     """{row: {"seeds": {seed: figures}, "curves": {...}}} for every evaluated run."""
-    from xtc_jax.consistency.study import run_dir
 
     table: dict[str, dict] = {}
     for row in rows:
@@ -203,7 +207,6 @@ def write(out: str, rows: Sequence, seeds: Sequence[int]) -> dict:
     atomic.write_bytes(os.path.join(out, "results.md"), text.encode())
     curves_plot(os.path.join(out, "curves"), table)
     differences_plot(os.path.join(out, "differences"), table)
-    from xtc_jax.consistency.study import run_dir
 
     if "default" in table:  # the energy scatter of the reference row's first seed
         seed = min(table["default"]["seeds"])
