@@ -133,7 +133,7 @@ def best_variables(method: MultiTaskMethod, run_dir: str, state_template: dict) 
         step = checkpoints.best_step() or checkpoints.latest_step()
         replicated = sharding.replicated(sharding.make_mesh())
         abstract = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype, sharding=replicated),
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
             state_template)  # fmt: skip
         state, _ = checkpoints.restore(step, abstract_state=abstract)
     finally:
@@ -155,7 +155,8 @@ def train(config, workdir: str, splits: dict, log: Callable[[str], None]) -> Run
     method = MultiTaskMethod(config, workdir, log, splits)
     result = train_and_evaluate(method, train_settings(config, method.epoch_steps), config.seed,
                                 workdir, log)  # fmt: skip
-    template = jax.device_get(method.init_state(jax.random.PRNGKey(config.seed)))
+    # the state's shapes only: no second initialisation (or pretrained load) of the network
+    template = jax.eval_shape(method.init_state, jax.random.PRNGKey(config.seed))
     best, step = best_variables(method, workdir, template)
     export_dir = workdir_lib.export(workdir)
     export_lib.export_model(export_dir, jax.device_get(best), export_config(config))
