@@ -114,3 +114,23 @@ def test_stacked_transfers_train_together_and_rank_an_informative_source_first()
     assert winrates[0, 1] >= 0.75  # the informative source wins on most images (0.94 here)
     weights = tournament.ahp_weights(winrates)
     assert weights[0] > weights[1]
+
+
+def test_looped_and_vmapped_readouts_train_alike():
+    from xtc_jax.taxonomy import transfers
+
+    rng = np.random.default_rng(1)
+    inputs = rng.normal(size=(3, 8, 1, 1, 8)).astype(np.float32)
+    target = {"rgb": rng.random((8, 16, 16, 3)).astype(np.float32)}
+    task, readout = tasks.get("autoencoder"), TransferReadout(3, width=0.125)
+    out = {}
+    for batching in ("vmap", "loop"):
+        params = transfers.train_transfers(task, readout, inputs, target, steps=5, batch_size=4,
+                                           learning_rate=1e-2, seed=0, log=lambda _: None,
+                                           batching=batching)  # fmt: skip
+        out[batching] = transfers.per_image_losses(task, readout, params, inputs, target,
+                                                   batching=batching)  # fmt: skip
+    assert out["loop"].shape == (3, 8)
+    np.testing.assert_allclose(out["loop"], out["vmap"], rtol=2e-3, atol=1e-5)
+    with pytest.raises(ConfigError, match=r"config\.transfer\.batching='scan'"):
+        transfers.resolve_batching("scan")

@@ -6,7 +6,10 @@ Modes:
            networks, baseline and consistency models, then their held-out
            errors side by side. Multi-task configs (configs/mtl_*.py,
            `mtl/experiment.py`): the single-task, multi-task and xtask models,
-           their test metrics side by side. Resumes after a kill; SIGTERM
+           their test metrics side by side. The taxonomy config
+           (configs/taxonomy.py, `taxonomy/experiment.py`, also run by
+           `python -m xtc_jax.taxonomy`): task networks, transfers, the
+           tournament and the supervision BIP. Resumes after a kill; SIGTERM
            saves a checkpoint and exits 0.
   prepare  make the config's data ready (render the built-in synthetic
            Taskonomy if no data.path is set, build array_record shards),
@@ -18,7 +21,8 @@ Modes:
            masked L1; normals: mean/median angle, % under 11.25/22.5/30 deg;
            depth: abs rel, RMSE, delta<1.25. Written to {workdir}/eval/.
            Multi-task configs: every model of config.compare on --split
-           (default test), `mtl/commands.py`.
+           (default test), `mtl/commands.py`. The taxonomy config: its tables
+           and figures again from the saved transfers.
 
 Config fields are overridden with --config.FIELD=VALUE, e.g.
 --config.data.path=/data/taskonomy --config.data.resolution=128.
@@ -62,6 +66,9 @@ METHODS = {
     "mtl": {"train": "xtc_jax.mtl.experiment:run",
             "prepare": "xtc_jax.mtl.commands:prepare",
             "eval": "xtc_jax.mtl.commands:evaluate"},
+    "taxonomy": {"train": "xtc_jax.taxonomy.experiment:run",
+                 "prepare": "xtc_jax.data.prepare:report",
+                 "eval": "xtc_jax.taxonomy.experiment:rebuild"},
 }  # fmt: skip
 
 

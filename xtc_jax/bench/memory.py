@@ -15,6 +15,10 @@ Two figures per remat mode (`compute.remat`, models/edges.py REMAT_MODES):
 
 With --largest, the largest batch whose compiled footprint fits --limit_gb
 (default: the device's memory limit) is found by doubling and bisection. With
+--measure, one real step per mode at --batch (modes from the least to the most memory,
+since the device's peak counter never goes down) and then, with --largest, at the first
+mode's largest batch: peak device memory from `device.memory_stats()` (GPU/TPU; a CPU
+reports none). With
 --chosen all, every perceptual loss of configs/normal.py is active (the
 original needed --k and 3 GPUs for that at batch 32).
 """
@@ -82,6 +86,25 @@ def largest_batch(case_name: str, limit_bytes: int, remat: str,
     return low
 
 
+#: Remat modes from the least memory to the most (the order --measure runs them in).
+LEAST_MEMORY_FIRST = ("networks", "blocks", "none")
+
+
+def measured_peak_bytes(case_name: str, batch: int, remat: str,
+                        chosen: tuple[str, ...]) -> int | None:  # fmt: skip
+    """Peak bytes in use on the device after two real steps (None where it reports none).
+
+    The counter is the process's running maximum: call in increasing order of memory.
+    """
+    import jax
+
+    step = step_cases.JaxStep(step_cases.make_case(case_name, batch, chosen),
+                              remat=remat_mode(remat))  # fmt: skip
+    step.run(2)
+    stats = jax.devices()[0].memory_stats() or {}
+    return int(stats["peak_bytes_in_use"]) if "peak_bytes_in_use" in stats else None
+
+
 def _parse_modes(text: str) -> tuple[str, ...]:
     modes = tuple(m.strip() for m in text.split(",") if m.strip())
     unknown = [m for m in modes if m not in REMAT_MODES]
@@ -101,6 +124,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no_compile", action="store_true",
                         help="saved-for-backward only (tracing; no compilation)")  # fmt: skip
     parser.add_argument("--largest", action="store_true", help="also search the largest batch")
+    parser.add_argument("--measure", action="store_true",
+                        help="also run real steps and read the device's peak memory")
+    parser.add_argument("--json", default="", help="also write the results to this JSON file")
     parser.add_argument(
         "--limit_gb", type=float, default=0.0,
         help="memory limit in GiB for --largest (default: the device's bytes_limit)",
@@ -141,7 +167,27 @@ def main(argv: list[str] | None = None) -> dict:
         for mode in modes:
             result["largest"][mode] = largest_batch(args.case, limit, mode, chosen)
             print(f"largest batch, remat={mode}: {result['largest'][mode]}", flush=True)
+    if args.measure:
+        result["measured_peak_bytes"] = _measure(args, modes, chosen, result.get("largest", {}))
+    if args.json:
+        from xtc_jax.infra import atomic
+
+        atomic.write_json(args.json, result)
     return result
+
+
+def _measure(args, modes, chosen, largest: dict) -> dict:
+    ordered = [m for m in LEAST_MEMORY_FIRST if m in modes]
+    runs = [(m, args.batch) for m in ordered]
+    if largest and largest.get(ordered[0]):
+        runs.append((ordered[0], largest[ordered[0]]))
+    out = {}
+    for mode, batch in runs:
+        peak = measured_peak_bytes(args.case, batch, mode, chosen)
+        out[f"{mode}@{batch}"] = peak
+        shown = f"{peak / GIB:.2f} GiB" if peak is not None else "not reported by this device"
+        print(f"measured peak after 2 steps, remat={mode}, batch {batch}: {shown}", flush=True)
+    return out
 
 
 if __name__ == "__main__":

@@ -39,6 +39,13 @@ PERCEPTUAL = ["principal_curvature", "edge_texture", "reshading", "depth_zbuffer
 CASES = ("unet_cpu", "unet_paper", "consistency_cpu", "consistency_paper")
 
 
+def chosen_for(k: int) -> tuple[str, ...]:
+    """The perceptual domains of a k-loss step: CHOSEN for k = 3, else the first k of all 7."""
+    if not 1 <= k <= len(PERCEPTUAL):
+        raise ValueError(f"k={k}: use 1..{len(PERCEPTUAL)} perceptual losses.")
+    return CHOSEN if k == len(CHOSEN) else tuple(PERCEPTUAL[:k])
+
+
 @dataclasses.dataclass
 class Case:
     name: str

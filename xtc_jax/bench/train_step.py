@@ -70,10 +70,10 @@ def peak_memory_bytes() -> int | None:
 
 
 def bench_case(name: str, batch: int, impls: list[str], rounds: int, steps: int,
-               device: str, log=print) -> dict:  # fmt: skip
+               device: str, log=print, k: int = 3) -> dict:  # fmt: skip
     from xtc_jax.bench import step_cases
 
-    case = step_cases.make_case(name, batch)
+    case = step_cases.make_case(name, batch, step_cases.chosen_for(k))
     reference = step_cases.JaxStep(case)
     flops, compile_seconds = step_flops(reference)
     runners, first_loss, failed = {}, {}, {}
@@ -167,6 +167,8 @@ def main(argv: list[str] | None = None) -> dict:
         default=0,
         help="batch of the *_paper cases (default: 32 on GPU, 2 on CPU)",
     )
+    parser.add_argument("--k", type=int, default=3,
+                        help="perceptual losses of the consistency cases (3, or up to 7: all)")
     parser.add_argument("--json", default="", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
 
@@ -187,7 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
         batch = args.batch_cpu if name.endswith("_cpu") else batch_paper
         print(f"== {name} (batch {batch})", flush=True)
         result = bench_case(name, batch, [i.strip() for i in args.impls.split(",")],
-                            args.rounds, args.steps, device)  # fmt: skip
+                            args.rounds, args.steps, device, k=args.k)  # fmt: skip
         if gpu:
             result["peak_device_memory_bytes"] = peak_memory_bytes()
         print(format_case(result, peak), flush=True)

@@ -99,3 +99,18 @@ class TransferReadout(nn.Module):
         x = nn.relu(_conv(hidden, 1, "readout0", self.dtype)(x))
         x = _conv(self.rep_channels, 1, "readout1", self.dtype)(x)
         return TaskDecoder(self.out_channels, self.width, self.dtype, name="decoder")(x)
+
+
+class ScratchNetwork(nn.Module):
+    """A task network trained from scratch (encoder + decoder on the image): the reference a
+    transfer's gain is measured against, trained on the same transfer images (§4.3)."""
+
+    out_channels: int
+    width: float = 1.0
+    rep_channels: int = 8
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        rep = TaskEncoder(self.width, self.rep_channels, self.dtype, name="encoder")(x)
+        return TaskDecoder(self.out_channels, self.width, self.dtype, name="decoder")(rep)

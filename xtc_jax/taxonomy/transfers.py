@@ -5,22 +5,29 @@ channel-concatenated representations of the frozen encoders E_s1 … E_sk, train
 the transfer images (disjoint from Stage I's) to minimise t's loss. The encoders are
 frozen, so each source's representations of the transfer and test images are computed
 once (`representations`). Every candidate of one order has inputs of the same shape,
-so their readouts are stacked and trained together: one jitted step `vmap`s the
-readout over the candidates (same minibatch indices for all), and one more gives
-every candidate's per-image test losses, the input of the tournament
-(`tournament.affinity_matrix`).
+so their readouts are stacked and trained together, on the same minibatch indices,
+with one compilation for all of them (`batching`):
+  "vmap"  one jitted step `vmap`s the readout over the candidates (the GPU's choice);
+  "loop"  one jitted single-readout step, called for each candidate in turn. On XLA:CPU a
+          vmap over conv weights becomes grouped convolutions, which are slow there: 10
+          readouts' step took 488 ms vmapped and 215 ms looped on the 2-core CI machine.
+  "auto"  "loop" on a CPU, "vmap" elsewhere.
+One more call gives every candidate's per-image test losses, the input of the
+tournament (`tournament.affinity_matrix`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from xtc_jax.models.taskonomy_net import TaskEncoder, TransferReadout
+from xtc_jax.errors import ConfigError
+from xtc_jax.models.taskonomy_net import TaskEncoder
 from xtc_jax.taxonomy.tasks import Task
 
 
@@ -39,9 +46,29 @@ def stacked_inputs(reps: Mapping[str, np.ndarray],
     return np.stack([np.concatenate([reps[s] for s in c], axis=-1) for c in candidates])
 
 
-def train_transfers(task: Task, readout: TransferReadout, inputs: np.ndarray, targets: dict,
+BATCHING = ("auto", "vmap", "loop")
+
+
+def resolve_batching(batching: str) -> str:
+    if batching not in BATCHING:
+        raise ConfigError(f"config.transfer.batching={batching!r}: use one of "
+                          f"{', '.join(BATCHING)}.")  # fmt: skip
+    if batching == "auto":
+        return "loop" if jax.devices()[0].platform == "cpu" else "vmap"
+    return batching
+
+
+def _stack(trees: list) -> dict:
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def _unstack(tree, g: int) -> list:
+    return [jax.tree.map(lambda leaf, i=i: leaf[i], tree) for i in range(g)]
+
+
+def train_transfers(task: Task, readout: nn.Module, inputs: np.ndarray, targets: dict,
                     steps: int, batch_size: int, learning_rate: float, seed: int,
-                    log: Callable[[str], None] = print) -> dict:  # fmt: skip
+                    log: Callable[[str], None] = print, batching: str = "auto") -> dict:
     """Trains G readouts at once; returns their stacked params.
 
     inputs: (G, N, h, w, c) representations; targets: {domain: (N, H, W, C)} of the N
@@ -56,12 +83,22 @@ def train_transfers(task: Task, readout: TransferReadout, inputs: np.ndarray, ta
     def one_loss(p, x, batch):
         return jnp.mean(task.per_image_loss(readout.apply({"params": p}, x), batch))
 
-    @jax.jit
-    def step(params, opt_state, x, batch):
-        losses, grads = jax.vmap(jax.value_and_grad(one_loss), in_axes=(0, 0, None))(
-            params, x, batch)
-        updates, opt_state = jax.vmap(optimizer.update)(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, losses
+    def one_step(params, opt_state, x, batch):
+        loss, grads = jax.value_and_grad(one_loss)(params, x, batch)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    if resolve_batching(batching) == "vmap":
+        step = jax.jit(jax.vmap(one_step, in_axes=(0, 0, 0, None)))
+    else:
+        single = jax.jit(one_step)
+
+        def step(params, opt_state, x, batch):
+            outs = [single(p, s, x[i], batch) for i, (p, s) in
+                    enumerate(zip(params, opt_state, strict=True))]  # fmt: skip
+            return [o[0] for o in outs], [o[1] for o in outs], jnp.stack([o[2] for o in outs])
+
+        params, opt_state = _unstack(params, g), _unstack(opt_state, g)
 
     rng = np.random.default_rng(seed)
     inputs = jnp.asarray(inputs)
@@ -72,17 +109,24 @@ def train_transfers(task: Task, readout: TransferReadout, inputs: np.ndarray, ta
         if (i + 1) % max(1, steps // 4) == 0 or i + 1 == steps:
             log(f"  transfers to {task.name}: step {i + 1}/{steps}, mean loss "
                 f"{float(jnp.mean(losses)):.4f} over {g} readouts")  # fmt: skip
-    return params
+    return params if isinstance(params, dict) else _stack(params)
 
 
-def per_image_losses(task: Task, readout: TransferReadout, params, inputs: np.ndarray,
-                     targets: dict, batch_size: int = 16) -> np.ndarray:  # fmt: skip
+def per_image_losses(task: Task, readout: nn.Module, params, inputs: np.ndarray,
+                     targets: dict, batch_size: int = 16, batching: str = "auto") -> np.ndarray:
     """(G, N) per-image losses of G stacked readouts on N images."""
 
-    @jax.jit
-    def losses(params, x, batch):
-        return jax.vmap(lambda p, xi: task.per_image_loss(readout.apply({"params": p}, xi),
-                                                          batch))(params, x)  # fmt: skip
+    def one(p, x, batch):
+        return task.per_image_loss(readout.apply({"params": p}, x), batch)
+
+    if resolve_batching(batching) == "vmap":
+        losses = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
+    else:
+        single = jax.jit(one)
+
+        def losses(params, x, batch):
+            return jnp.stack([single(p, x[i], batch)
+                              for i, p in enumerate(_unstack(params, x.shape[0]))])  # fmt: skip
 
     n = inputs.shape[1]
     parts = []
