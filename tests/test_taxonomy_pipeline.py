@@ -154,3 +154,16 @@ def test_two_runs_compare_by_their_top_sources(tmp_path, capsys):
     assert "top-3 sets agree for 50% of targets" in capsys.readouterr().out
     assert compare.main([str(tmp_path / "A"), str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_command_refuses_another_methods_config(tmp_path):
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-m", "xtc_jax.taxonomy",
+                           "--config=configs/mtl_synthetic.py:cpu", f"--workdir={tmp_path}"],
+                          cwd=root, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode != 0
+    assert "'mtl' config: use configs/taxonomy.py here" in done.stderr
+    assert not os.listdir(tmp_path)  # nothing rendered or trained

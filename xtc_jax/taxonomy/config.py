@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import ml_collections
 
-from xtc_jax.consistency.config import data_config
 from xtc_jax.errors import ConfigError
 from xtc_jax.taxonomy import tasks as tasks_lib
 from xtc_jax.taxonomy import transfers
@@ -36,19 +35,11 @@ def taxonomy_config(preset: str = "") -> ml_collections.ConfigDict:
     config.seed = 0
     config.batch_size = 16 if cpu else 32
     config.tasks = list(tasks_lib.TASKS)  # every task is a source and a target
-    config.data = data_config(tasks_lib.domains_needed(tasks_lib.TASKS), "cpu" if cpu else "")
-    with config.data.unlocked():
-        config.data.resolution = 64 if cpu else 256
-        # 10 buildings: 6 train (Stage I), 2 val (the transfer set), 2 test (the tournament).
-        config.data.synthetic.buildings = 10 if cpu else 24
-        config.data.synthetic.views = 48 if cpu else 200
-        config.data.synthetic.size = 64 if cpu else 256
-        config.data.transfer_split = "val"
-        config.data.test_split = "test"
+    config.data = data_config(cpu)
     config.model = ml_collections.ConfigDict(dict(
         width=0.25 if cpu else 1.0,  # the task encoders and decoders
         rep_channels=8,  # the representation: H/16 x W/16 x 8, as the paper's 16x16x8
-        readout_width=0.125 if cpu else 0.5,  # the transfer readouts and the scratch networks
+        readout_width=0.125 if cpu else 0.5,  # the transfer readouts (scratch networks: width)
     ))  # fmt: skip
     config.optimizer = ml_collections.ConfigDict(dict(learning_rate=1e-3 if cpu else 3e-4))
     # Stage I, per task, through training/loop.py (checkpoints, resume, export).
@@ -72,6 +63,22 @@ def taxonomy_config(preset: str = "") -> ml_collections.ConfigDict:
         sweep_objective="quality", random_policies=50,
     ))  # fmt: skip
     return config
+
+
+def data_config(cpu: bool) -> ml_collections.ConfigDict:
+    """The `data` section, with the fields of the other methods' (docs/data.md): the built-in
+    synthetic Taskonomy by default (data.path = ""), or a Taskonomy tree or shard folder."""
+    return ml_collections.ConfigDict(dict(
+        path="", format="shards", layout="auto", split_file="",
+        train_split="train", val_split="val", transfer_split="val", test_split="test",
+        domains=tasks_lib.domains_needed(tasks_lib.TASKS),
+        resolution=64 if cpu else 256, augment=False, worker_count=0 if cpu else 8,
+        on_error="skip", cache_dir="",  # "" = $XTC_DATA_DIR or {workdir}/data
+        # 10 buildings at :cpu: 6 train (Stage I), 2 val (the transfer set), 2 test (the
+        # tournament), 48 views each.
+        synthetic=dict(buildings=10 if cpu else 24, views=48 if cpu else 200,
+                       size=64 if cpu else 256, seed=0, style="base"),
+    ))  # fmt: skip
 
 
 def check(config) -> None:

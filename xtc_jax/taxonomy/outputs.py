@@ -86,7 +86,8 @@ def write_all(config, results: dict[str, dict], out_dir: str,
     sweep = report.budget_sweep(lambda b: make_problem(config, sweep_values, b),
                                 list(range(1, len(tasks) + 1)),
                                 os.path.join(out_dir, "budget_sweep"),
-                                random_policies=s.random_policies, seed=config.seed)  # fmt: skip
+                                random_policies=s.random_policies, seed=config.seed,
+                                ylabel=f"total {s.sweep_objective} over the targets")  # fmt: skip
     atomic.write_json(os.path.join(out_dir, "budget_sweep.json"),
                       {"objective": s.sweep_objective,
                        "budgets": {str(b): row for b, row in sweep.items()}})  # fmt: skip

@@ -3,7 +3,8 @@
 All figures are matplotlib (Agg) PNGs written atomically (`energy/report.save_figure`).
 - `affinity_heatmap`: P restricted to first-order sources (rows) × targets (columns).
 - `task_tree`: agglomerative clustering (average linkage, cosine distance) of the
-  targets by their columns of P over the common first-order sources: Taskonomy's
+  targets by their columns of P (each target's own entry replaced by its best other
+  source's, each column renormalised to sum 1): Taskonomy's
   task-similarity tree, as a dendrogram; also returns the merge order.
 - `policy_figure`: a policy as a hypergraph: roots on the left, each target on the
   right, an edge from every source of its transfer.
@@ -57,7 +58,15 @@ def task_tree(values: dict[str, float], tasks: Sequence[str], stem: str) -> list
     from scipy.cluster import hierarchy
 
     m = first_order_matrix(values, tasks)
-    features = np.nan_to_num(m, nan=0.0).T  # one row per target: its column of P
+    # One row per target: its column of P, renormalised to sum 1, with the target's own
+    # network counted as its best other source (the column's largest off-diagonal entry).
+    # Its own value would dominate the columns of the tasks nothing transfers to and make
+    # them look unlike everything else; left out, two tasks that help each other would
+    # look unlike each other.
+    features = np.nan_to_num(m, nan=0.0).T
+    np.fill_diagonal(features, 0.0)
+    np.fill_diagonal(features, features.max(axis=1))
+    features = features / np.maximum(features.sum(axis=1, keepdims=True), 1e-12)
     if len(tasks) < 2:
         raise ConfigError("the task tree needs at least two targets.")
     links = hierarchy.linkage(features, method="average", metric="cosine")
@@ -95,9 +104,9 @@ def policy_figure(policy: solver.Policy, targets: Sequence[str], stem: str) -> s
                       linestyle="-" if len(sources) == 1 else "--")  # fmt: skip
     for t in right:
         solved = "root" if t in policy.roots else ("+".join(policy.transfers.get(t, [])) or "-")
-        axes.text(1.02, y_right[t], f"{t}  ({solved})", va="center", fontsize=7)
+        axes.text(1.05, y_right[t], f"{t}  ({solved})", va="center", fontsize=7)
     for t in left:
-        axes.text(-0.02, y_left[t], t, va="center", ha="right", fontsize=7, weight="bold")
+        axes.text(-0.05, y_left[t], t, va="center", ha="right", fontsize=7, weight="bold")
     axes.scatter([0] * len(left), list(y_left.values()), color="C3", zorder=3)
     axes.scatter([1] * len(right), list(y_right.values()), color="C2", zorder=3)
     axes.set_xlim(-0.8, 1.9)
@@ -137,7 +146,8 @@ def random_policy_value(problem: solver.Problem, rng: np.random.Generator,
 
 
 def budget_sweep(make_problem: Callable[[float], solver.Problem], budgets: Sequence[float],
-                 stem: str, random_policies: int = 50, seed: int = 0) -> dict:  # fmt: skip
+                 stem: str, random_policies: int = 50, seed: int = 0,
+                 ylabel: str = "total objective") -> dict:  # fmt: skip
     """{budget: {"optimal": value or None, "random": [values]}} and the figure."""
     rng = np.random.default_rng(seed)
     rows = {}
@@ -161,7 +171,7 @@ def budget_sweep(make_problem: Callable[[float], solver.Problem], budgets: Seque
         axes.plot(*zip(*solved, strict=True), marker="o", color="C3", label="taxonomy (BIP)")
     axes.scatter([], [], s=6, color="gray", label="random feasible policies")
     axes.set_xlabel("supervision budget (tasks trained)")
-    axes.set_ylabel("total objective")
+    axes.set_ylabel(ylabel)
     axes.legend(fontsize=7)
     axes.set_title("taxonomy significance", fontsize=9)
     save_figure(figure, stem, suffixes=("png",))
