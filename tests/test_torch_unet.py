@@ -106,3 +106,15 @@ def test_build_torch_uses_flax_fields_and_defaults():
     assert build_torch("unet_depth", 3, width=0.25).last_conv2.out_channels == 1
     with pytest.raises(ValueError, match="does not take"):
         build_torch("unet", 3, depth=3)
+
+
+def test_the_torch_sobel_matches_the_flax_edge():
+    from xtc_jax.models.sobel import SobelEdges
+
+    rgb = np.random.default_rng(0).random((2, 32, 40, 3)).astype(np.float32)
+    expected = np.asarray(SobelEdges().apply({}, jnp.asarray(rgb)))
+    net = build_torch("sobel", 3)
+    with torch.no_grad():
+        got = net(torch.from_numpy(rgb).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
+    assert got.shape == expected.shape == (2, 32, 40, 1)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)

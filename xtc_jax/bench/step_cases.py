@@ -190,9 +190,10 @@ class TorchStep:
         self.nets = {}
         for edge in _used_edges(case):
             spec = dict(config.networks[edge])
-            if spec["arch"] == "sobel":
-                raise ValueError("the torch step has no Sobel; choose learned perceptual nets")
             src, dst = split_edge(edge)
+            if spec["arch"] == "sobel":  # analytic, no parameters
+                self.nets[edge] = torch_unet.build_torch("sobel", 3).to(device).requires_grad_(False)
+                continue
             kwargs = {k: v for k, v in spec.items() if k not in ("arch", "checkpoint")}
             kwargs.setdefault("out_channels", output_channels(dst))
             net = torch_unet.build_torch(spec["arch"], domains_lib.get(src).channels, **kwargs)

@@ -228,14 +228,47 @@ class UNetOld2(_MidAndHead):
         return F.relu(self.head(x))
 
 
+class Sobel(nn.Module):
+    """The analytic rgb -> edge_texture edge (`models/sobel.py`) for NCHW tensors: channel
+    mean, Gaussian blur σ 2 with a mirrored border, Sobel x and y with a zero border, hypot."""
+
+    def __init__(self):
+        super().__init__()
+        from xtc_jax.models.sobel import _gaussian_taps
+
+        self.register_buffer("taps", torch.from_numpy(_gaussian_taps()))
+
+    @staticmethod
+    def _correlate(x: torch.Tensor, taps: torch.Tensor, dim: int, mirror: bool) -> torch.Tensor:
+        r = len(taps) // 2
+        if mirror:  # scipy's "reflect" (numpy's "symmetric"): the edge sample is repeated
+            x = torch.cat([x.narrow(dim, 0, r).flip(dim), x,
+                           x.narrow(dim, x.shape[dim] - r, r).flip(dim)], dim)  # fmt: skip
+        else:
+            x = F.pad(x, (0, 0, r, r) if dim == 2 else (r, r, 0, 0))
+        shape = (1, 1, len(taps), 1) if dim == 2 else (1, 1, 1, len(taps))
+        return F.conv2d(x, taps.to(x.dtype).reshape(shape))
+
+    def forward(self, rgb: torch.Tensor) -> torch.Tensor:
+        gray = rgb.float().mean(dim=1, keepdim=True)
+        blurred = self._correlate(self._correlate(gray, self.taps, 2, True), self.taps, 3, True)
+        derivative = torch.tensor([-1.0, 0.0, 1.0], device=rgb.device)
+        smooth = torch.tensor([1.0, 2.0, 1.0], device=rgb.device)
+        gx = self._correlate(self._correlate(blurred, derivative, 3, False), smooth, 2, False)
+        gy = self._correlate(self._correlate(blurred, derivative, 2, False), smooth, 3, False)
+        return torch.hypot(gx, gy)
+
+
 def build_torch(arch: str, in_channels: int, **kwargs: Any) -> nn.Module:
     """The PyTorch twin of ``xtc_jax.models.build(arch, **kwargs)`` for ``in_channels`` inputs.
 
     The kwargs go through the Flax ``build`` first, so the fields, their defaults (e.g.
     UNetReshade's downsample=5, UNetDepth's out_channels=1) and the errors for bad values are
     exactly the Flax ones. ``dtype`` is accepted and ignored: cast the torch module instead.
-    Supports "unet", "unet_reshade", "unet_depth", "unet_old2" and "dense1by1".
+    Supports "unet", "unet_reshade", "unet_depth", "unet_old2", "dense1by1" and "sobel".
     """
+    if arch == "sobel":
+        return Sobel()
     flax_model = build(arch, **kwargs)
     if arch in ("unet", "unet_reshade"):
         return UNet(

@@ -66,19 +66,10 @@ def _unstack(tree, g: int) -> list:
     return [jax.tree.map(lambda leaf, i=i: leaf[i], tree) for i in range(g)]
 
 
-def train_transfers(task: Task, readout: nn.Module, inputs: np.ndarray, targets: dict,
-                    steps: int, batch_size: int, learning_rate: float, seed: int,
-                    log: Callable[[str], None] = print, batching: str = "auto") -> dict:
-    """Trains G readouts at once; returns their stacked params.
-
-    inputs: (G, N, h, w, c) representations; targets: {domain: (N, H, W, C)} of the N
-    transfer images.
-    """
-    g, n = inputs.shape[:2]
-    keys = jax.random.split(jax.random.key(seed), g)
-    params = jax.jit(jax.vmap(lambda k, x: readout.init(k, x[:1])["params"]))(keys, inputs)
-    optimizer = optax.adam(learning_rate)
-    opt_state = jax.jit(jax.vmap(optimizer.init))(params)
+def make_step(task: Task, readout: nn.Module, optimizer, batching: str, g: int):
+    """(step, to_step_form): one training step of G readouts, `step(params, opt_state, x,
+    batch) -> (params, opt_state, (G,) losses)`, and the conversion of stacked params and
+    optimizer state into the form it takes (stacked for "vmap", a list for "loop")."""
 
     def one_loss(p, x, batch):
         return jnp.mean(task.per_image_loss(readout.apply({"params": p}, x), batch))
@@ -89,16 +80,37 @@ def train_transfers(task: Task, readout: nn.Module, inputs: np.ndarray, targets:
         return optax.apply_updates(params, updates), opt_state, loss
 
     if resolve_batching(batching) == "vmap":
-        step = jax.jit(jax.vmap(one_step, in_axes=(0, 0, 0, None)))
-    else:
-        single = jax.jit(one_step)
+        return jax.jit(jax.vmap(one_step, in_axes=(0, 0, 0, None))), lambda tree: tree
+    single = jax.jit(one_step)
 
-        def step(params, opt_state, x, batch):
-            outs = [single(p, s, x[i], batch) for i, (p, s) in
-                    enumerate(zip(params, opt_state, strict=True))]  # fmt: skip
-            return [o[0] for o in outs], [o[1] for o in outs], jnp.stack([o[2] for o in outs])
+    def step(params, opt_state, x, batch):
+        outs = [single(p, s, x[i], batch) for i, (p, s) in
+                enumerate(zip(params, opt_state, strict=True))]  # fmt: skip
+        return [o[0] for o in outs], [o[1] for o in outs], jnp.stack([o[2] for o in outs])
 
-        params, opt_state = _unstack(params, g), _unstack(opt_state, g)
+    return step, lambda tree: _unstack(tree, g)
+
+
+def init_readouts(readout: nn.Module, inputs, seed: int, optimizer) -> tuple:
+    """Stacked params and optimizer states of G readouts for (G, N, ...) inputs."""
+    keys = jax.random.split(jax.random.key(seed), inputs.shape[0])
+    params = jax.jit(jax.vmap(lambda k, x: readout.init(k, x[:1])["params"]))(keys, inputs)
+    return params, jax.jit(jax.vmap(optimizer.init))(params)
+
+
+def train_transfers(task: Task, readout: nn.Module, inputs: np.ndarray, targets: dict,
+                    steps: int, batch_size: int, learning_rate: float, seed: int,
+                    log: Callable[[str], None] = print, batching: str = "auto") -> dict:
+    """Trains G readouts at once; returns their stacked params.
+
+    inputs: (G, N, h, w, c) representations; targets: {domain: (N, H, W, C)} of the N
+    transfer images.
+    """
+    g, n = inputs.shape[:2]
+    optimizer = optax.adam(learning_rate)
+    params, opt_state = init_readouts(readout, inputs, seed, optimizer)
+    step, to_step_form = make_step(task, readout, optimizer, batching, g)
+    params, opt_state = to_step_form(params), to_step_form(opt_state)
 
     rng = np.random.default_rng(seed)
     inputs = jnp.asarray(inputs)
