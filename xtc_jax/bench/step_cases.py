@@ -192,7 +192,8 @@ class TorchStep:
             spec = dict(config.networks[edge])
             src, dst = split_edge(edge)
             if spec["arch"] == "sobel":  # analytic, no parameters
-                self.nets[edge] = torch_unet.build_torch("sobel", 3).to(device).requires_grad_(False)
+                sobel = torch_unet.build_torch("sobel", 3).to(device)
+                self.nets[edge] = sobel.requires_grad_(False)
                 continue
             kwargs = {k: v for k, v in spec.items() if k not in ("arch", "checkpoint")}
             kwargs.setdefault("out_channels", output_channels(dst))
