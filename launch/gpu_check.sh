@@ -54,7 +54,7 @@ run_step() {  # run_step NAME LIMIT_SECONDS COMMAND...: bounded, logged, recorde
   shift 2
   echo "== $name (limit ${limit} s): $*" | tee -a "$LOG"
   local start=$SECONDS
-  timeout --kill-after=10 "$limit" "$@" 2>&1 | grep -v "^WARNING: Location" | tee -a "$LOG"
+  timeout --kill-after=10 "$limit" "$@" 2>&1 | grep --line-buffered -v "^WARNING: Location" | tee -a "$LOG"
   local rc=${PIPESTATUS[0]}
   local took=$((SECONDS - start))
   echo "== $name: exit $rc after ${took} s" | tee -a "$LOG"
@@ -66,7 +66,8 @@ run_step() {  # run_step NAME LIMIT_SECONDS COMMAND...: bounded, logged, recorde
 if [[ $DRY == 1 ]]; then  # toy sizes: every step and flag exercised in a few minutes on a CPU
   TRAIN_ARGS=(--cases unet_cpu,consistency_cpu --impls jax,torch_original --rounds 1 --steps 1 --batch_cpu 2)
   K7_ARGS=(--cases consistency_cpu --impls jax,torch_original --rounds 1 --steps 1 --batch_cpu 2)
-  MEMORY_ARGS=(--case consistency_cpu --batch 2 --modes none,blocks --largest --limit_gb 0.5 --measure)
+  MEMORY_ARGS=(--case consistency_cpu --chosen reshading --batch 2 --modes none,blocks --largest
+               --limit_gb 0.05 --measure)
   MTL_ARGS=(--cases cpu --impls jax,torch_original --rounds 1 --steps 1)
   RENDER=(--buildings 3 --views 8 --size 64 --workers 2)
   MAIN_CONFIG=configs/normal.py:cpu
@@ -77,7 +78,8 @@ else
   TRAIN_ARGS=(--cases unet_paper,consistency_paper --rounds 3 --steps 5 --batch_paper 32)
   K7_ARGS=(--cases consistency_paper --impls jax,jax_bf16,torch_original,torch_bf16 --rounds 3
            --steps 5 --batch_paper 32)
-  MEMORY_ARGS=(--case consistency_paper --batch 32 --modes none,blocks --largest --measure)
+  MEMORY_ARGS=(--case consistency_paper --batch 32 --modes none,blocks --largest --largest_from 32
+               --measure)
   MTL_ARGS=(--cases cpu,cityscapes --rounds 3 --steps 5)
   RENDER=(--buildings 6 --views 64 --size 256 --workers "$(nproc)")
   MAIN_CONFIG=configs/normal.py
@@ -87,21 +89,26 @@ else
              --config.train.eval_batches=2 --config.batch_size=16 --config.data.worker_count=8)
 fi
 
-run_step train_step_k3 "$(limit LIMIT_TRAIN_STEP 140)" \
+run_step train_step_k3 "$(limit LIMIT_TRAIN_STEP 110)" \
   "$PY" -m xtc_jax.bench.train_step "${TRAIN_ARGS[@]}" --k 3 --json "$OUT_DIR/train_step_k3.json"
-run_step train_step_k7 "$(limit LIMIT_TRAIN_K7 100)" \
+run_step train_step_k7 "$(limit LIMIT_TRAIN_K7 80)" \
   "$PY" -m xtc_jax.bench.train_step "${K7_ARGS[@]}" --k 7 --json "$OUT_DIR/train_step_k7.json"
-run_step memory "$(limit LIMIT_MEMORY 60)" \
+run_step memory "$(limit LIMIT_MEMORY 150)" \
   "$PY" -m xtc_jax.bench.memory "${MEMORY_ARGS[@]}" --json "$OUT_DIR/memory.json"
-run_step mtl_step "$(limit LIMIT_MTL 50)" \
+run_step mtl_step "$(limit LIMIT_MTL 40)" \
   "$PY" -m xtc_jax.bench.mtl_step "${MTL_ARGS[@]}" --json "$OUT_DIR/mtl_step.json"
 DATA=/tmp/xtc_gpu_check_data
 WORK=/tmp/xtc_gpu_check_work
 rm -rf "$DATA" "$WORK"
-run_step render "$(limit LIMIT_RENDER 30)" \
-  "$PY" -m xtc_jax.data.synthetic --out "$DATA" "${RENDER[@]}" --quiet
-run_step main_train "$(limit LIMIT_MAIN 100)" \
-  "$PY" -m xtc_jax.main --config="$MAIN_CONFIG" --workdir="$WORK" --config.data.path="$DATA" \
+SHARDS=/tmp/xtc_gpu_check_shards
+rm -rf "$SHARDS"
+DOMAINS=rgb,normal,reshading,principal_curvature,depth_zbuffer,edge_occlusion,keypoints2d,keypoints3d
+# the tree, then one set of shards for every run of the main command
+run_step render "$(limit LIMIT_RENDER 40)" bash -c "'$PY' -m xtc_jax.data.synthetic --out '$DATA' \
+  ${RENDER[*]} --quiet && '$PY' -m xtc_jax.data.sources.shards --root '$DATA' --out '$SHARDS' \
+  --domains $DOMAINS --workers $(nproc)"
+run_step main_train "$(limit LIMIT_MAIN 60)" \
+  "$PY" -m xtc_jax.main --config="$MAIN_CONFIG" --workdir="$WORK" --config.data.path="$SHARDS" \
   "${MAIN_ARGS[@]}"
 echo "]" >> "$STEPS"
 echo "gpu_check: done; results in $OUT_DIR" | tee -a "$LOG"

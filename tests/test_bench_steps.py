@@ -21,6 +21,13 @@ def test_largest_batch_bisects_on_the_memory_estimate(monkeypatch):
     assert memory.largest_batch("x", 1000, remat="blocks", log=lambda _: None) == 15
     assert memory.largest_batch("x", 100, remat="none", log=lambda _: None) == 0
     assert max(calls) <= 32  # doubling stops at the first batch that does not fit
+    for start in (4, 8, 9, 12, 64):  # a start near the answer: the same answer
+        assert memory.largest_batch("x", 1000, remat="none", log=lambda _: None,
+                                    start=start) == 9  # fmt: skip
+    calls.clear()
+    assert memory.largest_batch("x", 1000, remat="none", log=lambda _: None, start=8) == 9
+    assert calls == [8, 16, 12, 10, 9]  # 5 compilations instead of 9 from batch 1
+    assert memory.largest_batch("x", 100, remat="none", log=lambda _: None, start=8) == 0
 
 
 def test_step_memory_grows_with_batch():

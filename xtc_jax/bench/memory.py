@@ -64,8 +64,11 @@ def saved_bytes(case_name: str, batch: int, remat: str,
 
 def largest_batch(case_name: str, limit_bytes: int, remat: str,
                   chosen: tuple[str, ...] = step_cases.CHOSEN, cap: int = 4096,
-                  log=print) -> int:  # fmt: skip
-    """The largest batch whose compiled step fits in `limit_bytes` (0 if batch 1 does not)."""
+                  log=print, start: int = 1) -> int:  # fmt: skip
+    """The largest batch whose compiled step fits in `limit_bytes` (0 if batch 1 does not).
+
+    The search doubles from `start` (fewer compilations when the answer is near it), then
+    bisects; below `start` it bisects from 1."""
 
     def fits(batch: int) -> bool:
         total = step_memory_bytes(case_name, batch, remat, chosen)["total"]
@@ -75,10 +78,13 @@ def largest_batch(case_name: str, limit_bytes: int, remat: str,
         )
         return total <= limit_bytes
 
-    if not fits(1):
-        return 0
-    low, high = 1, 2
-    while high <= cap and fits(high):
+    if start > 1 and not fits(start):
+        low, high = 0, start
+    else:
+        if start <= 1 and not fits(1):
+            return 0
+        low, high = max(start, 1), 2 * max(start, 1)
+    while low and high <= cap and fits(high):
         low, high = high, high * 2
     while high - low > 1:
         middle = (low + high) // 2
@@ -124,6 +130,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no_compile", action="store_true",
                         help="saved-for-backward only (tracing; no compilation)")  # fmt: skip
     parser.add_argument("--largest", action="store_true", help="also search the largest batch")
+    parser.add_argument("--largest_from", type=int, default=1,
+                        help="--largest: start the doubling search at this batch")
     parser.add_argument("--measure", action="store_true",
                         help="also run real steps and read the device's peak memory")
     parser.add_argument("--json", default="", help="also write the results to this JSON file")
@@ -165,7 +173,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"largest batch within {limit / GIB:.1f} GiB:", flush=True)
         result["largest"] = {}
         for mode in modes:
-            result["largest"][mode] = largest_batch(args.case, limit, mode, chosen)
+            result["largest"][mode] = largest_batch(args.case, limit, mode, chosen,
+                                                    start=args.largest_from)  # fmt: skip
             print(f"largest batch, remat={mode}: {result['largest'][mode]}", flush=True)
     if args.measure:
         result["measured_peak_bytes"] = _measure(args, modes, chosen, result.get("largest", {}))
