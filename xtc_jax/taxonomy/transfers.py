@@ -10,7 +10,7 @@ with one compilation for all of them (`batching`):
   "vmap"  one jitted step `vmap`s the readout over the candidates (the GPU's choice);
   "loop"  one jitted single-readout step, called for each candidate in turn. On XLA:CPU a
           vmap over conv weights becomes grouped convolutions, which are slow there: 10
-          readouts' step took 488 ms vmapped and 215 ms looped on the 2-core CI machine.
+          readouts' step is 2.46x slower vmapped (`python -m xtc_jax.bench.taxonomy_readouts`).
   "auto"  "loop" on a CPU, "vmap" elsewhere.
 One more call gives every candidate's per-image test losses, the input of the
 tournament (`tournament.affinity_matrix`).
