@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
         limit = int(args.limit_gb * GIB) or int((device.memory_stats() or {}).get("bytes_limit", 0))
         if not limit:
             raise SystemExit("no device memory limit known: pass --limit_gb")
-        print(f"largest batch within {limit / GIB:.1f} GiB:", flush=True)
+        print(f"largest batch within {limit / GIB:.2f} GiB:", flush=True)
         result["largest"] = {}
         for mode in modes:
             result["largest"][mode] = largest_batch(args.case, limit, mode, chosen,
