@@ -27,7 +27,7 @@ import numpy as np
 from xtc_jax.data import pipeline
 from xtc_jax.infra import atomic
 from xtc_jax.infra import export as export_lib
-from xtc_jax.models.taskonomy_net import ScratchNetwork, TaskDecoder, TaskEncoder, TransferReadout
+from xtc_jax.models.taskonomy_net import ScratchNetwork, TaskEncoder, TransferReadout
 from xtc_jax.taxonomy import tasks as tasks_lib
 from xtc_jax.taxonomy import tournament, transfers
 
@@ -53,11 +53,6 @@ def task_inputs(task: tasks_lib.Task, rgb: np.ndarray, seed: int) -> np.ndarray:
     return np.asarray(task.inputs(rgb, jax.random.key(seed)))
 
 
-def _batched(fn, params, x: np.ndarray, batch_size: int = 16) -> np.ndarray:
-    return np.concatenate([np.asarray(fn(params, x[i:i + batch_size]))
-                           for i in range(0, len(x), batch_size)])  # fmt: skip
-
-
 class Encoders:
     """The frozen Stage I networks: representations (cached per split and input) and each
     task network's own per-image losses."""
@@ -78,27 +73,18 @@ class Encoders:
     def representation(self, source: str, split: str, kind: str, images: np.ndarray):
         key = (source, split, kind)
         if key not in self._reps:
-            self._reps[key] = _batched(self.encode, self.params(source)["encoder"], images)
+            self._reps[key] = transfers.representations(self.encode,
+                                                        self.params(source)["encoder"], images)
         return self._reps[key]
 
     def own_losses(self, task: tasks_lib.Task, images: np.ndarray, targets: dict) -> np.ndarray:
-        """(N,) per-image losses of task's own fully supervised network."""
-        decoder = TaskDecoder(task.channels, self.config.model.width)
-        params = self.params(task.name)
-
-        @jax.jit
-        def losses(params, x, batch):
-            rep = self.encoder.apply({"params": params["encoder"]}, x)
-            return task.per_image_loss(decoder.apply({"params": params["decoder"]}, rep), batch)
-
-        return _losses_in_batches(losses, params, images, targets)
-
-
-def _losses_in_batches(fn, params, x: np.ndarray, targets: dict, batch_size: int = 16):
-    return np.concatenate([
-        np.asarray(fn(params, x[i:i + batch_size],
-                      {k: v[i:i + batch_size] for k, v in targets.items()}))
-        for i in range(0, len(x), batch_size)])  # fmt: skip
+        """(N,) per-image losses of task's own fully supervised network: its {"encoder",
+        "decoder"} params are those of a `ScratchNetwork`, scored as a stack of one."""
+        m = self.config.model
+        network = ScratchNetwork(task.channels, m.width, m.rep_channels)
+        stacked = jax.tree.map(lambda leaf: leaf[None], self.params(task.name))
+        return transfers.per_image_losses(task, network, stacked, images[None], targets,
+                                          batching=self.config.transfer.batching)[0]
 
 
 def extend_beam(ranked: Sequence[tuple[str, ...]], first_order: Sequence[str], beam: int,

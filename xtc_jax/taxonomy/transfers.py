@@ -27,15 +27,14 @@ import numpy as np
 import optax
 
 from xtc_jax.errors import ConfigError
-from xtc_jax.models.taskonomy_net import TaskEncoder
 from xtc_jax.taxonomy.tasks import Task
 
 
-def representations(encoder: TaskEncoder, params, images: np.ndarray,
+def representations(encode: Callable, params, images: np.ndarray,
                     batch_size: int = 16) -> np.ndarray:  # fmt: skip
-    """(N, h, w, rep) of the frozen encoder over (N, H, W, 3) images."""
-    apply = jax.jit(lambda p, x: encoder.apply({"params": p}, x))
-    parts = [np.asarray(apply(params, images[i:i + batch_size]))
+    """(N, h, w, rep) of a frozen encoder over (N, H, W, 3) images; `encode(params, x)` is
+    its jitted apply, shared by every source so that it compiles once per input shape."""
+    parts = [np.asarray(encode(params, images[i:i + batch_size]))
              for i in range(0, len(images), batch_size)]  # fmt: skip
     return np.concatenate(parts)
 
