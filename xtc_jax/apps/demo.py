@@ -11,9 +11,11 @@ Normals are RGB; depth is 8-bit gray, brighter = farther (255 = 15.6 m or
 more); reshading is gray. The models are the exports of the main command's
 --workdir, or else, as in the original demo, the published models converted
 into --models_dir (default ./models: rgb2{task}_{baseline,consistency}; see
-`python -m xtc_jax.convert`). The energy uses the statistics `python -m
-xtc_jax.energy` saved next to the consistency model. An unreadable file is
-reported and skipped.
+`python -m xtc_jax.convert`). The energy uses the statistics saved next to
+the consistency model (the main command fits them when it trains it); when
+they are missing they are fitted first, once (`energy/first_use.py`: with
+the workdir's saved config or --config, or, for published models, on 32
+synthetic reference images). An unreadable file is reported and skipped.
 
 --task mtl shows a multi-task model instead (configs/mtl_*.py runs; `apps/demo_mtl.py`):
 its segmentation with a legend, its depth and its consistency energy.
@@ -30,7 +32,7 @@ import numpy as np
 from absl import flags
 from PIL import Image
 
-TASKS = {"normal": "normal", "depth": "depth_zbuffer", "reshading": "reshading"}
+from xtc_jax.apps.predictor import DEFAULT_MODELS_DIR, TASKS
 
 
 def prediction_image(values: np.ndarray, domain: str) -> Image.Image:
@@ -65,26 +67,6 @@ def energy_figure(energy: np.ndarray, path: str, low: float, high: float) -> str
     return path
 
 
-DEFAULT_MODELS_DIR = "models"
-
-
-def _resolve(domain, workdir, baseline, consistency, stats, models_dir):
-    from xtc_jax.convert.published import PublishedModels
-    from xtc_jax.energy.model import stats_path
-    from xtc_jax.infra import workdir as workdir_lib
-
-    if workdir:
-        baseline = baseline or workdir_lib.export(workdir_lib.stage(workdir, workdir_lib.BASELINE))
-        consistency = consistency or workdir_lib.export(
-            workdir_lib.stage(workdir, workdir_lib.CONSISTENCY)
-        )
-    if not baseline or not consistency:  # the original's ./models, converted
-        published = PublishedModels(models_dir or DEFAULT_MODELS_DIR)
-        baseline = baseline or published.rgb_model(domain, "baseline")
-        consistency = consistency or published.rgb_model(domain, "consistency")
-    return baseline, consistency, stats or stats_path(consistency)
-
-
 def run(
     task: str,
     img_path: str,
@@ -96,53 +78,38 @@ def run(
     energy_range: tuple[float, float] | None = None,
     log: Callable[[str], None] = print,
     models_dir: str | None = None,
+    config=None,
 ) -> dict:
-    """Writes the demo outputs; returns {"written": [paths], "skipped": [(file, reason)]}."""
-    from xtc_jax.data import images
-    from xtc_jax.energy.model import EnergyModel
-    from xtc_jax.energy.terms import Standardisation
-    from xtc_jax.errors import ConfigError, DataError
-    from xtc_jax.infra import export
+    """Writes the demo outputs; returns {"written": [paths], "skipped": [(file, reason)]}.
 
-    domain = TASKS[task]
-    baseline, consistency, energy_stats = _resolve(domain, workdir, baseline, consistency,
-                                                   energy_stats, models_dir)  # fmt: skip
-    models = {name: export.load_network(path)
-              for name, path in (("baseline", baseline), ("consistency", consistency))}  # fmt: skip
-    for name, net in models.items():
-        if net.dst != domain or net.src != "rgb":
-            raise ConfigError(f"--{name} {net.path} predicts {net.src}->{net.dst}, but --task "
-                              f"{task} needs rgb->{domain}.")  # fmt: skip
-    energy_model = None
-    if os.path.exists(energy_stats):
-        stats = Standardisation.load(energy_stats)
-        energy_model = EnergyModel.from_stats(stats, model=os.path.abspath(consistency))
-        energy_range = energy_range or tuple(stats.info.get("pixel_range", (-10.0, 30.0)))
-    else:
-        published = "" if workdir else f" --models_dir={models_dir or DEFAULT_MODELS_DIR}"
-        log(f"no energy statistics at {energy_stats}: fit them once with python -m "
-            f"xtc_jax.energy --config=CONFIG --workdir=WORKDIR{published}; energy maps "
-            "skipped.")  # fmt: skip
+    Missing energy statistics are fitted first (`energy/first_use.py`), unless `energy_stats`
+    names a file that does not exist."""
+    from xtc_jax.apps.predictor import Predictor
+    from xtc_jax.data import images
+    from xtc_jax.errors import DataError
+
+    predictor = Predictor.load(task, workdir, models_dir, baseline, consistency, energy_stats,
+                               config=config, log=log)  # fmt: skip
+    energy_range = energy_range or predictor.energy_range
+    domain = predictor.domain
     os.makedirs(output_path, exist_ok=True)
     written, skipped = [], []
     files = images.list_images(img_path)
     for index, path in enumerate(files, 1):
         stem = os.path.splitext(os.path.basename(path))[0]
         try:
-            image = images.load_image(path, models["consistency"].resolution)
+            image = images.load_image(path, predictor.resolution)
         except DataError as error:  # unreadable: reported and skipped, the rest go on
             skipped.append((path, str(error)))
             log(f"[{index}/{len(files)}] skipped {path}: {error}")
             continue
-        for name, net in models.items():
-            rgb = image if net.resolution == len(image) else images.load_image(path, net.resolution)
-            out = os.path.join(output_path, f"{stem}_{task}_{name}.png")
-            written.append(_save_image(prediction_image(net(rgb[None])[0], domain), out))
-        if energy_model is not None:
-            pixels = energy_model(image[None])["pixels"]
-            energy = np.asarray(stats.pixel_energy(pixels))[0]
-            out = os.path.join(output_path, f"{stem}_{task}_energy.png")
-            written.append(energy_figure(energy, out, *energy_range))
+        out = predictor(image[None])
+        for name in ("baseline", "consistency"):
+            file = os.path.join(output_path, f"{stem}_{task}_{name}.png")
+            written.append(_save_image(prediction_image(getattr(out, name)[0], domain), file))
+        if out.energy is not None:
+            file = os.path.join(output_path, f"{stem}_{task}_energy.png")
+            written.append(energy_figure(out.energy[0], file, *energy_range))
         log(f"[{index}/{len(files)}] {path}")
     log(f"wrote {len(written)} images to {output_path}"
         + (f"; skipped {len(skipped)} unreadable: {', '.join(p for p, _ in skipped)}"
@@ -168,7 +135,12 @@ def define_flags() -> None:
     """The command-line flags (defined only when run as a program, so importing is free)."""
     global _TASK, _IMG_PATH, _OUTPUT_PATH, _WORKDIR, _BASELINE, _CONSISTENCY, _ENERGY_STATS
     global _ENERGY_RANGE, _MODELS_DIR
-    global _MULTITASK
+    global _MULTITASK, _CONFIG
+    from ml_collections import config_flags
+
+    _CONFIG = config_flags.DEFINE_config_file(
+        "config", None, "Only to fit missing energy statistics of a workdir trained before "
+        "configs were saved in it: the config it was trained with.")  # fmt: skip
     _TASK = flags.DEFINE_enum("task", "normal", [*TASKS, "mtl"],
                               "What to predict; mtl: a multi-task model's segmentation, depth "
                               "and energy (apps/demo_mtl.py).")  # fmt: skip
@@ -227,7 +199,7 @@ def main(argv: list[str]) -> None:
             result = run(_TASK.value, _IMG_PATH.value, _OUTPUT_PATH.value, _WORKDIR.value,
                          _BASELINE.value, _CONSISTENCY.value, _ENERGY_STATS.value,
                          _parse_range(_ENERGY_RANGE.value),
-                         models_dir=_MODELS_DIR.value)  # fmt: skip
+                         models_dir=_MODELS_DIR.value, config=_CONFIG.value)  # fmt: skip
     except XtcError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

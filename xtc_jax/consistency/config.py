@@ -205,9 +205,11 @@ def consistency_config(
     config.imagenet_weights = ""
     config.imagenet_weight = 1.0  # the term's loss weight, as the original's
     # Consistency energy (python -m xtc_jax.energy): paths rgb -> K -> target for K in
-    # middles ([] = the perceptual domains); statistics fitted on reference_images examples.
+    # middles ([] = the perceptual domains); statistics fitted on reference_images examples,
+    # by the main command when the consistency model is trained (fit_after_training), so the
+    # demo, the web demo and the video tool have energy maps from the start.
     config.energy = ml_collections.ConfigDict(
-        dict(middles=[], reference_split="train", reference_images=256)
+        dict(middles=[], reference_split="train", reference_images=256, fit_after_training=True)
     )
     return config
 

@@ -141,8 +141,9 @@ def consistency_stage_config(config, warmstart: str) -> ml_collections.ConfigDic
 
 def run(config, workdir: str, log: Callable[[str], None] = log_line) -> dict:
     """Runs the experiment of `config` in `workdir`; returns {"baseline": m, "consistency": m}."""
+    plan = check(resolve(config, workdir), workdir)  # every stage's errors before any work
+    save_config(config, workdir)
     config = resolve(config, workdir)
-    plan = check(config, workdir)  # every stage's config errors before any data or compilation
     prepare.data_location(config.data, workdir)  # the data stage first: every run reads it
     ensure_networks(config, workdir, plan.frozen, log)
     if not plan.perceptual:
@@ -167,7 +168,38 @@ def run(config, workdir: str, log: Callable[[str], None] = log_line) -> dict:
     consistency_metrics = train(consistency, stage_dirs[workdir_lib.CONSISTENCY], log)
     results = {"baseline": baseline_metrics, "consistency": consistency_metrics}
     log(comparison_table(results))
+    if (config.get("energy") or {}).get("fit_after_training", False):
+        from xtc_jax.energy import command as energy_command  # energy builds on this module
+
+        log("== consistency energy: statistics for the demo, the web demo and the video tool")
+        energy_command.fit_statistics_for(config, workdir, log=log)
     return results
+
+
+CONFIG_FILE = "config.json"
+
+
+def save_config(config, workdir: str) -> str:
+    """Writes the command's config (with its overrides) as {workdir}/config.json, so tools
+    that get only the workdir (the demo, the web demo, the video tool) can rebuild it."""
+    os.makedirs(workdir, exist_ok=True)
+    return atomic.write_bytes(os.path.join(workdir, CONFIG_FILE),
+                              config.to_json(indent=2).encode())  # fmt: skip
+
+
+def saved_config(workdir: str) -> ml_collections.ConfigDict | None:
+    """The config `save_config` wrote into `workdir`, or None when there is none."""
+    import json
+
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as f:
+            return ml_collections.ConfigDict(json.load(f))
+    except ValueError as error:
+        raise ConfigError(f"{path} is not a config ({error}): delete it, or pass --config=CONFIG "
+                          "(the config the workdir was trained with).") from None
 
 
 def comparison_table(results: dict) -> str:

@@ -36,7 +36,7 @@ def list_images(path: str) -> list[str]:
     return files
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit/float gray: scale to 8 bit
         values = np.asarray(image, dtype=np.float32)
         high = 65535.0 if image.mode != "F" and values.max() > 255 else max(values.max(), 1.0)
@@ -69,7 +69,7 @@ def load_image(path: str, resolution: int | tuple[int, int]) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
-            rgb = resize_center_crop(_to_rgb(image), resolution)
+            rgb = resize_center_crop(to_rgb(image), resolution)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError,
             SyntaxError) as error:  # fmt: skip
         raise DataError(f"{path}: not a readable image ({error}).") from error

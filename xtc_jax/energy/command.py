@@ -34,6 +34,19 @@ def statistics(config, energy_model, location, refit: bool = False, log=print):
     return stats
 
 
+def fit_statistics_for(config, workdir: str, model_name: str = "consistency", models_dir: str = "",
+                       log: Callable[[str], None] = print):  # fmt: skip
+    """Fits and saves the statistics of the workdir's model (or a published one) unless
+    current ones exist, training missing rgb->K and K->target networks first; returns them."""
+    from xtc_jax.consistency import experiment
+    from xtc_jax.data import prepare
+    from xtc_jax.energy import model
+
+    config = experiment.resolve(config, workdir)
+    energy_model = model.load(config, workdir, model_name, log=log, models_dir=models_dir)
+    return statistics(config, energy_model, prepare.data_location(config.data, workdir), log=log)
+
+
 def run(
     config,
     workdir: str,

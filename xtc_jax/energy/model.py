@@ -127,9 +127,10 @@ class EnergyModel:
 
     def __post_init__(self):
         self.graph = TaskGraph(self.specs)
-        self._predict = jax.jit(self._outputs)
+        self._predict = jax.jit(self.outputs)
 
-    def _outputs(self, params, rgb):
+    def outputs(self, params, rgb) -> dict:
+        """n(x), the path predictions, and their pixel and image terms (traceable)."""
         paths = {"direct": ["rgb", self.target]}
         paths.update({k: ["rgb", k, self.target] for k in self.middles})
         values = self.graph.evaluate(params, {"rgb": rgb}, paths)
@@ -138,10 +139,12 @@ class EnergyModel:
             "direct": direct,
             "pixels": pixel_terms(direct, values),
             "terms": image_terms(direct, values),
+            "paths": values,
         }
 
     def __call__(self, rgb: np.ndarray) -> dict:
-        """{"direct": (B,H,W,C), "pixels": {K: (B,H,W)}, "terms": {name: (B,)}} as NumPy."""
+        """{"direct": (B,H,W,C), "pixels": {K: (B,H,W)}, "terms": {name: (B,)},
+        "paths": {K: (B,H,W,C)}} as NumPy."""
         rgb = np.asarray(rgb, np.float32)
         if rgb.ndim != 4 or rgb.shape[-1] != 3:
             raise DataError(f"energy input must be (B, H, W, 3) rgb, got shape {rgb.shape}.")

@@ -150,7 +150,8 @@ def fit_statistics(model: EnergyModel, source, batch_size: int, count: int,
     """Statistics of the first `count` examples of `source`, with the pixel energies' range.
 
     info["pixel_range"] = the 1st and 99th percentiles of the reference set's
-    pixel energies, the default colour scale of energy maps.
+    pixel energies, the default colour scale of energy maps; info["reference_energies"] =
+    every reference image's energy, the distribution a new image's energy is shown against.
     """
     sink: list = []
     rows = score_split(model, source, batch_size, stats=None, max_images=count,
@@ -159,4 +160,6 @@ def fit_statistics(model: EnergyModel, source, batch_size: int, count: int,
     stats = Standardisation.fit(terms, model.middles, info)
     pixels = np.concatenate([np.asarray(stats.pixel_energy(batch)).ravel() for batch in sink])
     low, high = np.percentile(pixels, [1, 99])
-    return dataclasses.replace(stats, info=dict(info, pixel_range=[float(low), float(high)]))
+    reference = [round(float(e), 4) for e in stats.image_energy(terms)]
+    return dataclasses.replace(stats, info=dict(info, pixel_range=[float(low), float(high)],
+                                                reference_energies=reference))  # fmt: skip

@@ -1,0 +1,51 @@
+"""The page's example images: views of the built-in synthetic data, with ground truth.
+
+Nothing is shipped as a file: a few views of rooms no model trained on
+(building indices from FIRST_BUILDING on) are rendered when first asked for,
+at the models' resolution, in a fraction of a second each. Because they come
+from the renderer, each carries every domain's ground truth, decoded as the
+data pipeline decodes files, which the pages show beside the predictions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+
+from xtc_jax import domains as domains_lib
+
+FIRST_BUILDING = 900
+COUNT = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    name: str
+    rgb: np.ndarray  # (R, R, 3) float32 in [0, 1]
+    truth: dict[str, np.ndarray]  # {domain: (R, R, C) float32}, the models' encoding
+
+
+def decoded_truth(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """{domain: float (H, W, C)} of a rendered view's raw arrays (stored domains only)."""
+    out = {}
+    for name, raw in arrays.items():
+        if name not in domains_lib.DOMAINS:
+            continue  # rendered but not a model domain (depth_euclidean)
+        out[name] = np.asarray(domains_lib.get(name).decode(raw), np.float32)
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def examples(resolution: int, seed: int = 0) -> tuple[Example, ...]:
+    """COUNT example views at `resolution` (cached)."""
+    from xtc_jax.data.synthetic import generate
+
+    out = []
+    for i in range(COUNT):
+        building = FIRST_BUILDING + i
+        view = generate.render_view(seed, building, 0, 0, resolution)
+        truth = decoded_truth(view.arrays)
+        out.append(Example(f"room {building}", truth["rgb"], truth))
+    return tuple(out)
