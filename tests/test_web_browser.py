@@ -107,6 +107,35 @@ def test_several_uploads_at_once_are_queued_not_crashed(server):
     assert status == 400 and "not an image" in answer["error"]
 
 
+def _post_bytes(url: str, name: str, data: bytes) -> tuple[int, bytes]:
+    boundary = "xtcboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(url, body, {"Content-Type":
+                                                 f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+@pytest.mark.filterwarnings(r"ignore:os\.fork\(\) was called:RuntimeWarning")
+def test_a_short_video_comes_back_side_by_side(server, tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    from test_video import read_back, write_clip
+
+    clip = write_clip(str(tmp_path / "clip.mp4"), frames=5, fps=8.0)
+    status, mp4 = _post_bytes(server + "api/video", "clip.mp4", open(clip, "rb").read())
+    assert status == 200, mp4[:300]
+    (tmp_path / "back.mp4").write_bytes(mp4)
+    meta, frames = read_back(str(tmp_path / "back.mp4"))
+    assert frames == 5 and meta["fps"] == 8.0 and meta["codec"] == "h264"
+    status, answer = _post_bytes(server + "api/video", "junk.mp4", os.urandom(1000))
+    assert status == 400 and "not a video ffmpeg can read" in json.loads(answer)["error"]
+
+
 def test_the_page_in_a_browser(server, tmp_path):
     chromium = _chromium()
     _need(chromium is not None, "no Chromium here (apt-get install chromium)")

@@ -26,6 +26,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -49,11 +50,14 @@ class Clip:
 
 
 def _ffmpeg():
+    """imageio_ffmpeg, with JAX's warning about fork silenced: ffmpeg is started by
+    fork + exec at once, which is safe beside JAX's threads."""
     try:
         import imageio_ffmpeg
     except ImportError:
         raise DataError("the video tool needs imageio-ffmpeg (it ships ffmpeg): pip install "
                         "-r requirements-web.txt") from None  # fmt: skip
+    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
     return imageio_ffmpeg
 
 
@@ -81,8 +85,10 @@ def read_clip(path: str, resolution: int, max_frames: int = 0, stride: int = 1) 
     width, height = meta["size"]
     fps = float(meta.get("fps") or 25.0)
     frame_bytes = width * height * 3
-    total = meta.get("nframes")
-    total = int(total) if isinstance(total, (int, float)) and np.isfinite(total) else None
+    try:
+        total = int(ffmpeg.count_frames_and_secs(path)[0])  # for the progress bar only
+    except (OSError, RuntimeError, ValueError):
+        total = 0
     count = -(-total // stride) if total else None
     if count and max_frames:
         count = min(count, max_frames)
@@ -199,6 +205,9 @@ class _Writer:
         os.makedirs(folder, exist_ok=True)
         handle, self.tmp = tempfile.mkstemp(suffix=".mp4", dir=folder, prefix=".partial_")
         os.close(handle)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)  # as any other file written here, not mkstemp's 0600
         height, width = frame_shape[:2]
         self._gen = ffmpeg.write_frames(self.tmp, (width, height), fps=fps, codec="libx264",
                                         pix_fmt_out="yuv420p", macro_block_size=2,
