@@ -24,6 +24,7 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 def viewer_workdir(tmp_path_factory):
     """A tiny main-run workdir whose energy statistics the viewers fitted on first use."""
     import viewer_fixtures
+
     from xtc_jax.apps.predictor import Predictor
 
     root = viewer_fixtures.make_workdir(str(tmp_path_factory.mktemp("viewer_workdir")))

@@ -39,7 +39,8 @@ def test_first_use_fits_statistics_that_the_viewers_then_use(viewer_workdir, tmp
     assert out.energy.shape == (2, RES, RES) and out.image_energy.shape == (2,)
     # The image energy is the mean of its map (the standardisation is affine per term).
     np.testing.assert_allclose(out.energy.mean(axis=(1, 2)), out.image_energy, atol=1e-4)
-    assert set(out.paths) == {"edge_texture"} and out.paths["edge_texture"].shape == (2, RES, RES, 3)
+    assert set(out.paths) == {"edge_texture"}
+    assert out.paths["edge_texture"].shape == (2, RES, RES, 3)
     assert not np.array_equal(out.baseline, out.consistency)
     assert out.baseline_energy.shape == (2,) and not np.allclose(out.baseline_energy,
                                                                  out.image_energy)

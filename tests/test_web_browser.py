@@ -12,6 +12,7 @@ a screenshot of the page there (the README's).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -47,10 +48,9 @@ def _need(condition: bool, why: str) -> None:
         pytest.skip(why)
 
 
-@pytest.fixture(scope="module")
-def server(request):
-    """The web demo on a free local port: yields its address, stops it after."""
-    workdir = os.environ.get("XTC_WEB_WORKDIR") or request.getfixturevalue("viewer_workdir")
+@contextlib.contextmanager
+def start_server(workdir: str):
+    """The web demo on a free local port, as a user starts it: yields its address."""
     process = subprocess.Popen(
         [sys.executable, "-m", "xtc_jax.apps.web", f"--workdir={workdir}", "--port=0"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -69,12 +69,21 @@ def server(request):
             address = line.split(" on ")[1].split()[0]
         if process.poll() is not None and lines.empty():
             break
-    if address is None:
-        process.kill()
-        pytest.fail("the web demo did not start:\n" + "".join(seen))
-    yield address
-    process.terminate()
-    process.wait(10)
+    try:
+        if address is None:
+            pytest.fail("the web demo did not start:\n" + "".join(seen))
+        yield address
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def server(request):
+    """The web demo on the tiny workdir (or $XTC_WEB_WORKDIR)."""
+    workdir = os.environ.get("XTC_WEB_WORKDIR") or request.getfixturevalue("viewer_workdir")
+    with start_server(workdir) as address:
+        yield address
 
 
 def _post(url: str, fields: dict, file: tuple[str, bytes] | None = None) -> tuple[int, dict]:
@@ -127,7 +136,8 @@ def test_a_short_video_comes_back_side_by_side(server, tmp_path):
     from test_video import read_back, write_clip
 
     clip = write_clip(str(tmp_path / "clip.mp4"), frames=5, fps=8.0)
-    status, mp4 = _post_bytes(server + "api/video", "clip.mp4", open(clip, "rb").read())
+    with open(clip, "rb") as f:
+        status, mp4 = _post_bytes(server + "api/video", "clip.mp4", f.read())
     assert status == 200, mp4[:300]
     (tmp_path / "back.mp4").write_bytes(mp4)
     meta, frames = read_back(str(tmp_path / "back.mp4"))

@@ -15,9 +15,9 @@ import shutil
 import jax
 
 from configs import normal
-from xtc_jax.consistency import experiment
 from xtc_jax.consistency.graph import TaskGraph
 from xtc_jax.infra import export as export_lib
+from xtc_jax.infra import run_config
 
 RES = 16
 
@@ -52,7 +52,7 @@ def make_workdir(root: str, save_config: bool = True) -> str:
     _export(os.path.join(root, "baseline", "export"), config, 0)
     _export(os.path.join(root, "consistency", "export"), config, 1)
     if save_config:
-        experiment.save_config(config, root)
+        run_config.save(config, root)
     return root
 
 
@@ -60,4 +60,38 @@ def copy_without_statistics(workdir: str, root: str) -> str:
     """A copy of `workdir` (networks cache included) whose energy statistics are gone."""
     shutil.copytree(workdir, root, dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("energy_stats.json"))  # fmt: skip
+    return root
+
+
+TAXONOMY_TASKS = ["normal", "reshading", "autoencoder"]
+
+
+def make_taxonomy_workdir(root: str) -> str:
+    """A taxonomy run's workdir as the page reads it: random-weight Stage I networks of three
+    tasks at 16 px, the saved config and an affinity table (no Stage II training)."""
+    import json
+
+    from xtc_jax.models.taskonomy_net import ScratchNetwork
+    from xtc_jax.taxonomy import tasks
+    from xtc_jax.taxonomy.config import taxonomy_config
+
+    config = taxonomy_config("cpu")
+    config.tasks = list(TAXONOMY_TASKS)
+    config.data.resolution = RES
+    config.data.synthetic.update(dict(buildings=4, views=8, size=32))
+    config.batch_size = 4
+    config.transfer.update(dict(steps=4, batch_size=4))
+    m = config.model
+    for i, task in enumerate(TAXONOMY_TASKS):
+        network = ScratchNetwork(tasks.get(task).channels, m.width, m.rep_channels)
+        params = network.init(jax.random.PRNGKey(i), jax.numpy.zeros((1, RES, RES, 3)))["params"]
+        export_lib.export_model(os.path.join(root, "tasks", task, "export"),
+                                jax.device_get(params), {"arch": "taskonomy_task", "task": task,
+                                                         "resolution": RES})  # fmt: skip
+    run_config.save(config, root)
+    affinity = {"reshading__normal": 0.6, "autoencoder__normal": 0.1, "self__normal": 0.3,
+                "normal__reshading": 0.7, "autoencoder__reshading": 0.2}  # fmt: skip
+    os.makedirs(os.path.join(root, "taxonomy"), exist_ok=True)
+    with open(os.path.join(root, "taxonomy", "affinities.json"), "w") as f:
+        json.dump(affinity, f)
     return root

@@ -29,7 +29,7 @@ from xtc_jax.consistency.method import train
 from xtc_jax.consistency.plan import make_plan
 from xtc_jax.data import prepare
 from xtc_jax.errors import ConfigError
-from xtc_jax.infra import atomic
+from xtc_jax.infra import atomic, run_config
 from xtc_jax.infra import export as export_lib
 from xtc_jax.infra import workdir as workdir_lib
 from xtc_jax.infra.writers import log as log_line
@@ -142,7 +142,7 @@ def consistency_stage_config(config, warmstart: str) -> ml_collections.ConfigDic
 def run(config, workdir: str, log: Callable[[str], None] = log_line) -> dict:
     """Runs the experiment of `config` in `workdir`; returns {"baseline": m, "consistency": m}."""
     plan = check(resolve(config, workdir), workdir)  # every stage's errors before any work
-    save_config(config, workdir)
+    run_config.save(config, workdir)
     config = resolve(config, workdir)
     prepare.data_location(config.data, workdir)  # the data stage first: every run reads it
     ensure_networks(config, workdir, plan.frozen, log)
@@ -174,32 +174,6 @@ def run(config, workdir: str, log: Callable[[str], None] = log_line) -> dict:
         log("== consistency energy: statistics for the demo, the web demo and the video tool")
         energy_command.fit_statistics_for(config, workdir, log=log)
     return results
-
-
-CONFIG_FILE = "config.json"
-
-
-def save_config(config, workdir: str) -> str:
-    """Writes the command's config (with its overrides) as {workdir}/config.json, so tools
-    that get only the workdir (the demo, the web demo, the video tool) can rebuild it."""
-    os.makedirs(workdir, exist_ok=True)
-    return atomic.write_bytes(os.path.join(workdir, CONFIG_FILE),
-                              config.to_json(indent=2).encode())  # fmt: skip
-
-
-def saved_config(workdir: str) -> ml_collections.ConfigDict | None:
-    """The config `save_config` wrote into `workdir`, or None when there is none."""
-    import json
-
-    path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path) as f:
-            return ml_collections.ConfigDict(json.load(f))
-    except ValueError as error:
-        raise ConfigError(f"{path} is not a config ({error}): delete it, or pass --config=CONFIG "
-                          "(the config the workdir was trained with).") from None
 
 
 def comparison_table(results: dict) -> str:

@@ -49,14 +49,14 @@ def fit(domain: str, consistency_export: str, stats_file: str, workdir: str | No
         log: Callable[[str], None] = print) -> str | None:  # fmt: skip
     """Fits the statistics of `consistency_export` (rgb -> `domain`); returns their path, or
     None (with a message) for a workdir that has no saved config and none is given."""
-    from xtc_jax.consistency import experiment
     from xtc_jax.energy import command
+    from xtc_jax.infra import run_config
 
     if workdir:
-        config = config if config is not None else experiment.saved_config(workdir)
+        config = config if config is not None else run_config.load(workdir)
         if config is None:
             log(f"no energy statistics at {stats_file}, and {workdir} holds no "
-                f"{experiment.CONFIG_FILE} to fit them with (it was trained before configs were "
+                f"{run_config.CONFIG_FILE} to fit them with (it was trained before configs were "
                 "saved): energy maps skipped. Pass --config=CONFIG, the config it was trained "
                 f"with, or run python -m xtc_jax.energy --config=CONFIG --workdir={workdir} once.")
             return None

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from xtc_jax.data import prepare
 from xtc_jax.errors import ConfigError
-from xtc_jax.infra import atomic
+from xtc_jax.infra import atomic, run_config
 from xtc_jax.infra import workdir as workdir_lib
 from xtc_jax.infra.writers import log as log_line
 from xtc_jax.taxonomy import config as config_lib
@@ -77,6 +77,7 @@ def run(config, workdir: str, log: Callable[[str], None] = log_line) -> dict:
     """Every stage; returns the summary (`outputs.write_all`)."""
     config_lib.check(config)
     check_train_config(config.train)
+    run_config.save(config, workdir)  # the web demo's /taxonomy page rebuilds from it
     config = copy.deepcopy(config)
     with config.unlocked():
         config.data.cache_dir = config.data.cache_dir or workdir_lib.data_dir(workdir)

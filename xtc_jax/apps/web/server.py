@@ -23,7 +23,7 @@ from importlib import resources
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -85,6 +85,8 @@ def make_app(engine: Engine, taxonomy=None) -> Starlette:
         return taxonomy.resolution
 
     async def index(request: Request) -> Response:
+        if not engine.tasks:  # a taxonomy run alone
+            return RedirectResponse("/taxonomy")
         return FileResponse(os.path.join(STATIC, "index.html"))
 
     async def taxonomy_page(request: Request) -> Response:
