@@ -127,3 +127,30 @@ def test_the_queue_runs_one_job_at_a_time_and_refuses_beyond_its_length(viewer_w
         thread.join()
     assert overlaps == [1, 1]
     assert engine.run(lambda: {"ok": 1}) == {"ok": 1}
+
+
+def test_the_main_run_saves_its_config_and_fits_energy_statistics_at_the_end(tmp_path):
+    from xtc_jax.consistency import experiment
+    from xtc_jax.consistency.config import consistency_config
+    from xtc_jax.infra import run_config
+
+    config = consistency_config("normal", ["reshading"], "cpu")
+    config.data.resolution = RES
+    config.data.synthetic.update(buildings=3, views=8, size=32)
+    config.batch_size = 4
+    config.transfer_steps = 4
+    config.train.update(steps=2, baseline_steps=2, eval_every=2, checkpoint_every=2,
+                        eval_batches=1)  # fmt: skip
+    config.energy.reference_images = 8
+    for spec in config.networks.values():
+        spec.downsample = 2
+    workdir = str(tmp_path / "run")
+    lines: list[str] = []
+    experiment.run(config, workdir, log=lines.append)
+    assert run_config.load(workdir).to_dict() == config.to_dict()
+    assert any("== consistency energy" in line for line in lines)
+    stats = Standardisation.load(os.path.join(workdir, "consistency", "energy_stats.json"))
+    assert stats.middles == ("reshading",) and stats.info["images"] == 8
+    messages: list[str] = []
+    Predictor.load("normal", workdir=workdir, log=messages.append)
+    assert not any("fitting" in m for m in messages)  # the viewers find them
