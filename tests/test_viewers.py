@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import threading
 import time
 
@@ -154,3 +155,21 @@ def test_the_main_run_saves_its_config_and_fits_energy_statistics_at_the_end(tmp
     messages: list[str] = []
     Predictor.load("normal", workdir=workdir, log=messages.append)
     assert not any("fitting" in m for m in messages)  # the viewers find them
+
+
+def test_the_web_engine_shows_a_multi_task_model_beside_the_consistency_models(viewer_workdir,
+                                                                               tmp_path):
+    copy = str(tmp_path / "both")
+    shutil.copytree(viewer_workdir, copy)
+    viewer_fixtures.add_multitask_export(copy, size=(32, 64))
+    engine = Engine(copy, log=lambda _: None)
+    assert engine.tasks == ["normal", "mtl"]
+    assert engine.resolution("mtl") == (32, 64)
+    upload = uploads.read_upload(_png(np.full((50, 40, 3), 90, np.uint8)), "a.png",
+                                 engine.resolution("mtl"))  # fmt: skip
+    assert upload.rgb.shape == (32, 64, 3)
+    result = engine.predict("mtl", upload.rgb)
+    assert [key for key, _ in result["cards"]] == ["input", "segmentation", "depth", "energy"]
+    for key in ("segmentation", "depth", "energy"):
+        assert Image.open(io.BytesIO(result["pngs"][key])).size == (64, 32)
+    assert np.isfinite(result["energy"]["image"])

@@ -184,7 +184,7 @@ def test_the_page_in_a_browser(server, tmp_path):
             sources[name.split("_", 1)[1]] = img.get_attribute("src")
         assert sources["normal_baseline"] != sources["normal_consistency"]
         assert sources["input"] != sources["normal_baseline"]
-        assert "normal_energy" in sources and "normal_energy_reference" in sources
+        assert "normal_energy" in sources and "normal_reference" in sources
         assert page.locator("#paths .card").count() >= 1
         assert page.locator("#outputs .card a[download]").count() == len(names)
         # A broken upload: a message on the page, and the server keeps serving.

@@ -95,3 +95,21 @@ def make_taxonomy_workdir(root: str) -> str:
     with open(os.path.join(root, "taxonomy", "affinities.json"), "w") as f:
         json.dump(affinity, f)
     return root
+
+
+def add_multitask_export(workdir: str, size=(32, 64)) -> str:
+    """A random-weight multi-task (xtask) export with transfer nets in {workdir}/xtask/export,
+    as a configs/mtl_*.py run leaves it (non-square input frame)."""
+    from xtc_jax.mtl import model as model_lib
+    from xtc_jax.mtl.config import mtl_config
+    from xtc_jax.mtl.method import export_config
+
+    config = mtl_config("synthetic", "cpu")
+    config.model.encoder_width = 0.125
+    config.model.mid_features = 8
+    config.data.size = size
+    network = model_lib.build(config)
+    variables = model_lib.init_variables(network, jax.random.PRNGKey(0), size)
+    export_lib.export_model(os.path.join(workdir, "xtask", "export"), jax.device_get(variables),
+                            export_config(config))  # fmt: skip
+    return workdir

@@ -68,32 +68,55 @@ def map_figure(values: np.ndarray, path: str, title: str, label: str, cmap: str)
     return path
 
 
+class MultitaskPredictor:
+    """A multi-task export, loaded once: `predictor(rgb)` gives its segmentation, depth and
+    (with transfer nets) energy for a batch at `size` (the demo and the web demo use it)."""
+
+    def __init__(self, export: str):
+        from xtc_jax.mtl import model as model_lib
+        from xtc_jax.mtl.evaluate import consistency_energy
+
+        network, variables, info = model_lib.load_export(export)
+        self.size = tuple(info["size"])
+        self.classes = list(info["classes"])
+        self.depth_label = "inverse depth" if info.get("depth_kind") == "inverse" else "depth (m)"
+        normalize = info.get("imagenet_normalize", False)
+
+        @jax.jit
+        def predict(x):
+            out = network.apply(variables, model_lib.preprocess(x, normalize))
+            result = {"seg": out["seg"].argmax(-1), "depth": out["depth"][..., 0]}
+            if "tseg" in out:
+                result["energy"] = consistency_energy(out)[1]
+            return result
+
+        self._predict = predict
+
+    @classmethod
+    def from_workdir(cls, workdir: str | None, export: str | None = None) -> MultitaskPredictor:
+        from xtc_jax.errors import ConfigError
+        from xtc_jax.infra import workdir as workdir_lib
+
+        if not export:
+            if not workdir:
+                raise ConfigError("--task mtl needs --workdir (a configs/mtl_*.py run) or "
+                                  "--multitask EXPORT_DIR.")  # fmt: skip
+            export = workdir_lib.export(os.path.join(workdir, "xtask"))
+        return cls(export)
+
+    def __call__(self, rgb: np.ndarray) -> dict:
+        """{"seg": (B, h, w) class ids, "depth": (B, h, w), ["energy": (B, h, w)]} (NumPy)."""
+        return jax.device_get(self._predict(np.asarray(rgb, np.float32)))
+
+
 def run(img_path: str, output_path: str, workdir: str | None = None, export: str | None = None,
         log: Callable[[str], None] = print) -> dict:  # fmt: skip
     """Writes the multi-task demo outputs; returns {"written": [...], "skipped": [...]}."""
     from xtc_jax.data import images
-    from xtc_jax.errors import ConfigError
-    from xtc_jax.infra import workdir as workdir_lib
-    from xtc_jax.mtl import model as model_lib
-    from xtc_jax.mtl.evaluate import consistency_energy
 
-    if not export:
-        if not workdir:
-            raise ConfigError("--task mtl needs --workdir (a configs/mtl_*.py run) or "
-                              "--multitask EXPORT_DIR.")  # fmt: skip
-        export = workdir_lib.export(os.path.join(workdir, "xtask"))
-    network, variables, info = model_lib.load_export(export)
-    size = tuple(info["size"])
-    normalize = info.get("imagenet_normalize", False)
-    depth_label = "inverse depth" if info.get("depth_kind") == "inverse" else "depth (m)"
-
-    @jax.jit
-    def predict(x):
-        out = network.apply(variables, model_lib.preprocess(x, normalize))
-        result = {"seg": out["seg"].argmax(-1), "depth": out["depth"][..., 0]}
-        if "tseg" in out:
-            result["energy"] = consistency_energy(out)[1]
-        return result
+    model = MultitaskPredictor.from_workdir(workdir, export)
+    size, depth_label = model.size, model.depth_label
+    info = {"classes": model.classes}
 
     os.makedirs(output_path, exist_ok=True)
     written, skipped = [], []
@@ -106,7 +129,7 @@ def run(img_path: str, output_path: str, workdir: str | None = None, export: str
     readable = images.iter_images(files, size, on_error=unreadable)
     for done, (path, image) in enumerate(readable, 1):
         stem = os.path.splitext(os.path.basename(path))[0]
-        out = jax.device_get(predict(image[None]))
+        out = model(image[None])
         written.append(seg_figure(out["seg"][0], list(info["classes"]),
                                   os.path.join(output_path, f"{stem}_seg.png")))  # fmt: skip
         written.append(map_figure(out["depth"][0], os.path.join(output_path, f"{stem}_depth.png"),

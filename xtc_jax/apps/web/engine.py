@@ -20,6 +20,9 @@ from xtc_jax.apps import predictor as predictor_lib
 from xtc_jax.apps.web import pictures
 from xtc_jax.errors import ConfigError
 
+#: The multi-task model's task name (a configs/mtl_*.py run's xtask export).
+MULTITASK = "mtl"
+
 
 class Busy(RuntimeError):
     """More jobs are waiting than the queue holds."""
@@ -30,11 +33,14 @@ def available_tasks(workdir: str | None, models_dir: str | None) -> list[str]:
     from xtc_jax.infra import export
 
     if workdir:
+        tasks = []
         path = os.path.join(workdir, "consistency", "export", export.MODEL_JSON)
-        if not os.path.isfile(path):
-            return []
-        dst = export.load_network(os.path.dirname(path)).dst
-        return [t for t, d in predictor_lib.TASKS.items() if d == dst]
+        if os.path.isfile(path):
+            dst = export.load_network(os.path.dirname(path)).dst
+            tasks = [t for t, d in predictor_lib.TASKS.items() if d == dst]
+        if os.path.isfile(os.path.join(workdir, "xtask", "export", export.MODEL_JSON)):
+            tasks.append(MULTITASK)
+        return tasks
     from xtc_jax.convert.published import PublishedModels
 
     published = PublishedModels(models_dir or predictor_lib.DEFAULT_MODELS_DIR)
@@ -61,10 +67,11 @@ class Engine:
         if not self.tasks and required:
             where = f"--workdir {workdir}" if workdir else f"--models_dir {models_dir}"
             raise ConfigError(
-                f"{where} holds no rgb->normal/depth/reshading baseline and consistency models: "
-                "train them with python -m xtc_jax.main --config=configs/normal.py:cpu "
-                "--workdir=DIR, or convert the published ones with python -m xtc_jax.convert.")
-        self._predictors: dict[str, predictor_lib.Predictor] = {}
+                f"{where} holds no rgb->normal/depth/reshading baseline and consistency models "
+                "and no multi-task model: train them with python -m xtc_jax.main "
+                "--config=configs/normal.py:cpu --workdir=DIR (or configs/mtl_synthetic.py:cpu), "
+                "or convert the published ones with python -m xtc_jax.convert.")
+        self._predictors: dict = {}
         self._lock = threading.Lock()
         self._waiting = 0
         self._count = threading.Lock()
@@ -83,22 +90,33 @@ class Engine:
             with self._count:
                 self._waiting -= 1
 
-    def predictor(self, task: str) -> predictor_lib.Predictor:
-        """The task's models, loaded (and energy statistics fitted) on first use."""
+    def predictor(self, task: str):
+        """The task's models (a Predictor, or the multi-task model's), loaded (and energy
+        statistics fitted) on first use."""
         if task not in self.tasks:
             raise ConfigError(f"task {task!r} is not available here; choose one of "
                               f"{', '.join(self.tasks)}.")  # fmt: skip
         if task not in self._predictors:
-            self._predictors[task] = predictor_lib.Predictor.load(
-                task, self.workdir, self.models_dir, config=self.config, log=self.log)
+            if task == MULTITASK:
+                from xtc_jax.apps.demo_mtl import MultitaskPredictor
+
+                self._predictors[task] = MultitaskPredictor.from_workdir(self.workdir)
+            else:
+                self._predictors[task] = predictor_lib.Predictor.load(
+                    task, self.workdir, self.models_dir, config=self.config, log=self.log)
         return self._predictors[task]
 
-    def resolution(self, task: str) -> int:
-        return self.predictor(task).resolution
+    def resolution(self, task: str) -> int | tuple[int, int]:
+        """The input size of the task's models: a side, or (height, width) for mtl."""
+        model = self.predictor(task)
+        return model.size if task == MULTITASK else model.resolution
 
     def predict(self, task: str, rgb: np.ndarray, truth: dict | None = None) -> dict:
-        """Every picture of the page for one image (R, R, 3), as PNG bytes, and the figures;
-        truth: an example's ground truth {domain: array}, shown beside the predictions."""
+        """Every picture of the page for one image, as PNG bytes, in the order shown
+        ("cards": [(key, title)]), and the figures; truth: an example's ground truth
+        {domain: array}, shown beside the predictions."""
+        if task == MULTITASK:
+            return self._predict_multitask(rgb)
         model = self.predictor(task)
         out = model(rgb[None])
         domain = model.domain
@@ -106,8 +124,10 @@ class Engine:
         pngs = {"input": pictures.png_bytes(pictures.rgb_image(rgb)),
                 "baseline": pictures.prediction_png(out.baseline[0], domain),
                 "consistency": pictures.prediction_png(out.consistency[0], domain)}  # fmt: skip
+        cards = [("input", "input"), ("baseline", "baseline"), ("consistency", "consistency")]
         if truth is not None:
             pngs["truth"] = pictures.prediction_png(truth, domain)
+            cards.append(("truth", "ground truth"))
         result: dict = {"task": task, "domain": domain, "resolution": model.resolution,
                         "pngs": pngs, "paths": {}, "energy": None}  # fmt: skip
         if out.energy is not None:
@@ -117,8 +137,31 @@ class Engine:
             pngs["energy"] = pictures.energy_png(out.energy[0], low, high)
             pngs["reference"] = pictures.reference_png(model.reference_energies, value,
                                                        percentile)  # fmt: skip
+            cards += [("energy", f"energy (image {value:.2f})"),
+                      ("reference", "energy against the reference images")]  # fmt: skip
             result["energy"] = {"image": value, "percentile": percentile, "low": low,
                                 "high": high}  # fmt: skip
             result["paths"] = {k: pictures.prediction_png(v[0], domain)
                                for k, v in out.paths.items()}  # fmt: skip
+        result["cards"] = cards
         return result
+
+    def _predict_multitask(self, rgb: np.ndarray) -> dict:
+        from xtc_jax.apps.demo_mtl import colour_labels
+
+        model = self.predictor(MULTITASK)
+        out = model(rgb[None])
+        pngs = {"input": pictures.png_bytes(pictures.rgb_image(rgb)),
+                "segmentation": pictures.png_bytes(pictures.Image.fromarray(
+                    colour_labels(out["seg"][0]))),
+                "depth": pictures.map_png(out["depth"][0], "viridis")}  # fmt: skip
+        cards = [("input", "input"), ("segmentation", "segmentation"),
+                 ("depth", model.depth_label)]  # fmt: skip
+        energy = None
+        if "energy" in out:
+            pngs["energy"] = pictures.map_png(out["energy"][0], pictures.ENERGY_CMAP)
+            value = float(np.mean(out["energy"][0]))
+            cards.append(("energy", f"energy (image mean {value:.3f})"))
+            energy = {"image": value, "percentile": None}
+        return {"task": MULTITASK, "domain": "segment_semantic+depth", "resolution": model.size,
+                "pngs": pngs, "paths": {}, "energy": energy, "cards": cards}

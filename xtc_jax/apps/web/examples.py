@@ -38,14 +38,23 @@ def decoded_truth(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 @functools.lru_cache(maxsize=8)
-def examples(resolution: int, seed: int = 0) -> tuple[Example, ...]:
-    """COUNT example views at `resolution` (cached)."""
+def examples(resolution: int | tuple[int, int], seed: int = 0) -> tuple[Example, ...]:
+    """COUNT example views at `resolution` (cached): a side, or (height, width) for the
+    multi-task models (rendered square, then centre-cropped, without ground truth)."""
+    from PIL import Image
+
+    from xtc_jax.data import images
     from xtc_jax.data.synthetic import generate
 
+    frame = tuple(resolution) if isinstance(resolution, (tuple, list)) else None
     out = []
     for i in range(COUNT):
         building = FIRST_BUILDING + i
-        view = generate.render_view(seed, building, 0, 0, resolution)
+        view = generate.render_view(seed, building, 0, 0, max(frame) if frame else resolution)
         truth = decoded_truth(view.arrays)
-        out.append(Example(f"room {building}", truth["rgb"], truth))
+        if frame:
+            rgb = images.resize_center_crop(Image.fromarray(view.arrays["rgb"]), frame)
+            out.append(Example(f"room {building}", np.asarray(rgb, np.float32) / 255.0, {}))
+        else:
+            out.append(Example(f"room {building}", truth["rgb"], truth))
     return tuple(out)

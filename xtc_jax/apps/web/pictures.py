@@ -51,6 +51,14 @@ def energy_png(energy: np.ndarray, low: float, high: float) -> bytes:
     return png_bytes(rgb_image(colours))
 
 
+def map_png(values: np.ndarray, cmap: str) -> bytes:
+    """An (H, W) map coloured from its own 1st to 99th percentile (depth, multi-task energy)."""
+    values = np.asarray(values, np.float64)
+    low, high = np.percentile(values, [1, 99])
+    scaled = np.clip((values - low) / max(high - low, 1e-12), 0, 1)
+    return png_bytes(rgb_image(_colormap(cmap)(scaled)[..., :3]))
+
+
 def colour_bar_png(width: int = 256, height: int = 12) -> bytes:
     """The energy colour scale, low (left) to high (right)."""
     ramp = np.tile(np.linspace(0, 1, width)[None, :], (height, 1))

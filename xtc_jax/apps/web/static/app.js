@@ -103,17 +103,14 @@ function show(result) {
   paths.replaceChildren();
   const stem = result.name.replace(/\.[^.]*$/, "").replace(/[^A-Za-z0-9_-]+/g, "_");
   const images = result.images;
-  outputs.appendChild(card("input", images.input, `${stem}_input.png`));
-  outputs.appendChild(card("baseline", images.baseline, `${stem}_${result.task}_baseline.png`));
-  outputs.appendChild(card("consistency", images.consistency,
-                           `${stem}_${result.task}_consistency.png`));
-  if (images.truth) outputs.appendChild(card("ground truth", images.truth,
-                                             `${stem}_${result.task}_truth.png`));
-  if (result.energy) {
-    outputs.appendChild(card(`energy (image ${result.energy.image.toFixed(2)})`, images.energy,
-                             `${stem}_${result.task}_energy.png`, scale(result.energy)));
-    outputs.appendChild(card("energy against the reference images", images.reference,
-                             `${stem}_${result.task}_energy_reference.png`, "figure"));
+  for (const [key, title] of result.cards) {
+    const file = key === "input" ? `${stem}_input.png` : `${stem}_${result.task}_${key}.png`;
+    let extra;
+    if (key === "reference") extra = "figure";
+    else if (key === "energy" && result.energy && result.energy.low !== undefined) {
+      extra = scale(result.energy);
+    }
+    outputs.appendChild(card(title, images[key], file, extra));
   }
   for (const [middle, src] of Object.entries(result.paths)) {
     paths.appendChild(card(`via ${middle}`, src, `${stem}_${result.task}_via_${middle}.png`));
