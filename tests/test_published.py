@@ -49,13 +49,21 @@ def test_the_folder_answers_which_export_serves_which_model(models):
 def test_the_demo_defaults_to_the_converted_models_folder(tmp_path, models, monkeypatch):
     _write_inputs(tmp_path)
     monkeypatch.chdir(models.parent)  # ./models, as the original demo
+    lines: list[str] = []
     result = demo.run("normal", str(tmp_path / "good.png"), str(tmp_path / "out"),
-                      log=lambda _: None)  # fmt: skip
+                      log=lines.append)  # fmt: skip
+    # No statistics yet: fitted first, on synthetic images at the model's resolution, with
+    # the folder's networks alone (the energy path through reshading), saved beside the model.
+    assert any("fitting them on 32 synthetic images at 16 px" in line for line in lines)
     assert sorted(os.path.basename(p) for p in result["written"]) == [
-        "good_normal_baseline.png", "good_normal_consistency.png"]  # fmt: skip
+        "good_normal_baseline.png", "good_normal_consistency.png", "good_normal_energy.png"]
+    stats = Standardisation.load(str(models / "rgb2normal_consistency_energy_stats.json"))
+    assert stats.middles == ("reshading",) and stats.info["images"] == 32
+    assert not (models / "energy_reference" / "networks").exists()  # nothing was trained
+    lines.clear()
     again = demo.run("normal", str(tmp_path / "good.png"), str(tmp_path / "other"),
-                     models_dir=str(models), log=lambda _: None)  # fmt: skip
-    assert len(again["written"]) == 2
+                     models_dir=str(models), log=lines.append)  # fmt: skip
+    assert len(again["written"]) == 3 and not any("fitting" in line for line in lines)
 
 
 @pytest.mark.parametrize(("setup", "message"), [

@@ -9,8 +9,9 @@ showing no energy:
     one given), exactly as `python -m xtc_jax.energy` would, training any
     missing rgb->K / K->target network into its cache first;
   - a models folder (the published networks, converted): the paper preset at
-    256 px on REFERENCE_IMAGES images of the built-in synthetic data, rendered
-    into {models_dir}/energy_reference (as the README's energy command).
+    the model's resolution (256 px for the published ones) on REFERENCE_IMAGES
+    images of the built-in synthetic data, rendered into
+    {models_dir}/energy_reference (as the README's energy command).
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ REFERENCE_IMAGES = 32
 REFERENCE_BUILDINGS, REFERENCE_VIEWS = 4, 16
 
 
-def published_reference_config(domain: str):
-    """The paper preset for rgb -> `domain`, every other image domain a candidate middle K (the
-    energy keeps those whose published rgb->K and K->target networks are there)."""
+def published_reference_config(domain: str, resolution: int = 256):
+    """The paper preset for rgb -> `domain` at the model's `resolution` (the published: 256),
+    every other image domain a candidate middle K (the energy keeps those whose published
+    rgb->K and K->target networks are there)."""
     from xtc_jax.consistency.config import consistency_config
 
     candidates = [d for d in ("principal_curvature", "edge_texture", "reshading",
@@ -41,6 +43,13 @@ def published_reference_config(domain: str):
         config.energy.reference_images = REFERENCE_IMAGES
         config.data.synthetic.buildings = REFERENCE_BUILDINGS
         config.data.synthetic.views = REFERENCE_VIEWS
+        config.data.resolution = config.data.synthetic.size = resolution
+        # The energy's networks come from the folder, with their own specs; the config's
+        # others only have to be valid at this resolution (a small model's, in tests).
+        fits = (resolution & -resolution).bit_length() - 1  # 2^fits divides the resolution
+        for spec in config.networks.values():
+            if spec.get("downsample", 0) > fits:
+                spec.downsample = fits
     return config
 
 
@@ -67,10 +76,13 @@ def fit(domain: str, consistency_export: str, stats_file: str, workdir: str | No
         reference, models_dir = workdir, ""
         how = "with the workdir's config (once; missing path networks are trained first)"
     else:
-        config = published_reference_config(domain)
+        from xtc_jax.infra import export
+
+        resolution = export.load_network(consistency_export).resolution
+        config = published_reference_config(domain, resolution)
         reference = os.path.join(models_dir or ".", "energy_reference")
-        how = (f"on {REFERENCE_IMAGES} synthetic images at 256 px rendered into {reference} "
-               "(once)")  # fmt: skip
+        how = (f"on {REFERENCE_IMAGES} synthetic images at {resolution} px rendered into "
+               f"{reference} (once)")  # fmt: skip
     log(f"no energy statistics at {stats_file}: fitting them {how}")
     start = time.perf_counter()
     command.fit_statistics_for(config, reference, model_name=os.path.abspath(consistency_export),
