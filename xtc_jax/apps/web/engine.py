@@ -62,6 +62,9 @@ class Engine:
                  required: bool = True):  # fmt: skip
         self.workdir, self.models_dir, self.config = workdir, models_dir, config
         self.log = log
+        if workdir and not os.path.isdir(workdir):
+            raise ConfigError(f"--workdir {workdir} does not exist: give the main command's "
+                              "workdir (python -m xtc_jax.main --config=... --workdir=DIR).")
         self.tasks = available_tasks(workdir, models_dir) if workdir or models_dir or required \
             else []
         if not self.tasks and required:

@@ -29,7 +29,7 @@ from starlette.staticfiles import StaticFiles
 
 from xtc_jax.apps.web import examples as examples_lib
 from xtc_jax.apps.web import pictures, uploads
-from xtc_jax.apps.web.engine import Busy, Engine
+from xtc_jax.apps.web.engine import MULTITASK, Busy, Engine
 from xtc_jax.errors import XtcError
 
 STATIC = str(resources.files("xtc_jax.apps.web") / "static")
@@ -147,6 +147,9 @@ def make_app(engine: Engine, taxonomy=None) -> Starlette:
         try:
             form = await request.form(max_files=1, max_fields=8)
             task = str(form.get("task") or engine.tasks[0])
+            if task == MULTITASK:
+                raise uploads.UploadError("the video shows the normal, depth or reshading "
+                                          "models; choose one of those tasks.")  # fmt: skip
             upload = form.get("file")
             if upload is None or not getattr(upload, "filename", None):
                 raise uploads.UploadError("choose a video file to upload.")

@@ -150,16 +150,32 @@ def fixation_point(seed: int, building: int, point: int,
     )
 
 
-def render_view(
-    seed: int, building: int, point: int, view: int, size: int, style: str = "base"
-) -> RenderedView:
-    """Renders view `view` of point `point` of building `building` (all domains, in memory)."""
-    scene = building_scene(seed, building, style)
-    location, point_normal = fixation_point(seed, building, point, style)
-    rng = _rng(seed, building, 2, point, view, style=style)
-    camera = sample_camera(scene, rng, location)
-    fov = float(rng.uniform(math.radians(45), math.radians(75)))
-    euler = look_at_euler(camera, location)
+@dataclasses.dataclass
+class CameraRender:
+    """One camera's render: raw on-disk arrays per domain, the hits and the camera pose."""
+
+    arrays: dict[str, np.ndarray]  # domain -> raw array in Taskonomy's on-disk encoding
+    hits: raycast.Hits
+    euler: tuple[float, float, float]  # Blender Euler xyz (sxyz), radians, roll 0
+    rotation: np.ndarray  # (3, 3) OpenCV camera (x right, y down, z forward) -> world
+
+
+def render_camera(
+    scene: Scene,
+    camera: np.ndarray,
+    target: np.ndarray,
+    fov: float,
+    size: int,
+    rng: np.random.Generator,
+    style: str = "base",
+) -> CameraRender:
+    """Renders every domain from `camera` (3,) looking at `target` (3,), roll 0, in memory.
+
+    fov: horizontal = vertical field of view, radians (square pixels); `rng` draws the lights
+    (`annotate.shade_rgb`) and nothing else, so a fresh generator of one seed gives the same
+    lighting from any camera.
+    """
+    euler = look_at_euler(camera, target)
     rotation = opencv_rotation(euler)
     rays_cam = raycast.camera_rays(size, fov)
     f_px = (size / 2) / math.tan(fov / 2)
@@ -173,6 +189,20 @@ def render_view(
     points = tuple(float(camera[i]) + depth * rays_world[i] for i in range(3))
     rgb = annotate.shade_rgb(scene, hits, points, camera, rng, style)
     arrays = {"rgb": rgb, **annotate.annotate(scene, hits, rays_cam, rotation, rgb)}
+    return CameraRender(arrays=arrays, hits=hits, euler=euler, rotation=rotation)
+
+
+def render_view(
+    seed: int, building: int, point: int, view: int, size: int, style: str = "base"
+) -> RenderedView:
+    """Renders view `view` of point `point` of building `building` (all domains, in memory)."""
+    scene = building_scene(seed, building, style)
+    location, point_normal = fixation_point(seed, building, point, style)
+    rng = _rng(seed, building, 2, point, view, style=style)
+    camera = sample_camera(scene, rng, location)
+    fov = float(rng.uniform(math.radians(45), math.radians(75)))
+    rendered = render_camera(scene, camera, location, fov, size, rng, style)
+    euler = rendered.euler
     look = (location - camera) / np.linalg.norm(location - camera)
     name = scene.name
     info = {
@@ -199,7 +229,10 @@ def render_view(
         "camera_convention": "Blender: Euler xyz (sxyz) radians; camera looks down local -Z, +Y up",
     }
     return RenderedView(
-        arrays=arrays, point_info=json.loads(json.dumps(info)), surface=hits.sid, scene=scene
+        arrays=rendered.arrays,
+        point_info=json.loads(json.dumps(info)),
+        surface=rendered.hits.sid,
+        scene=scene,
     )
 
 
