@@ -20,6 +20,7 @@ imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg")
 # ffmpeg starts by fork + exec, which JAX warns about although nothing runs between the two.
 pytestmark = pytest.mark.filterwarnings(r"ignore:os\.fork\(\) was called:RuntimeWarning")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RES = 16  # tests/viewer_fixtures.py
 
 
 def write_clip(path: str, frames: int = 12, fps: float = 10.0, size=(40, 30)) -> str:
@@ -114,3 +115,26 @@ def test_the_command_line(viewer_workdir, tmp_path):
                           cwd=REPO)  # fmt: skip
     assert good.returncode == 0, good.stderr
     assert "wrote" in good.stdout and read_back(str(tmp_path / "o.mp4"))[1] == 6
+
+
+def test_the_flythrough_adds_each_frames_error_against_its_ground_truth(predictor, tmp_path):
+    clip = video.flythrough_clip("flythrough", predictor.resolution, "normal", max_frames=6)
+    assert clip.count == 6 and clip.fps == 12.0 and clip.truth.shape == (6, RES, RES, 3)
+    summary = video.run(predictor, clip, str(tmp_path / "fly.mp4"), size=16,
+                        log=lambda _: None)  # fmt: skip
+    with open(tmp_path / "fly.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6
+    errors = [float(r["angular_error_deg_consistency"]) for r in rows]
+    assert all(0 < e < 180 for e in errors)
+    assert summary["means"]["angular_error_deg_baseline"] == pytest.approx(
+        np.mean([float(r["angular_error_deg_baseline"]) for r in rows]), rel=1e-4)
+    # A saved fly-through reads back the same frames (flythrough:FOLDER).
+    from xtc_jax.data.synthetic import flythrough
+
+    fly = flythrough.render_flythrough(building=3, frames=4, size=RES)
+    flythrough.write(fly, str(tmp_path / "saved"))
+    again = video.flythrough_clip(f"flythrough:{tmp_path / 'saved'}", RES, "normal")
+    np.testing.assert_allclose(np.stack(list(again.frames)) * 255, fly.rgb, atol=1e-3)
+    with pytest.raises(DataError, match="rendered at 16 px, but the models take 32 px"):
+        video.flythrough_clip(f"flythrough:{tmp_path / 'saved'}", 32, "normal")

@@ -127,8 +127,11 @@ def flythrough_clip(spec: str, resolution: int, domain: str, max_frames: int = 0
         if fly.rgb.shape[1] != resolution:
             raise DataError(f"{folder}: rendered at {fly.rgb.shape[1]} px, but the models take "
                             f"{resolution} px; render it again with --size {resolution}.")
-    else:
-        fly = flythrough.render_flythrough(frames=max_frames * stride if max_frames else 48,
+    else:  # a room no model trained on (the web demo's examples come from the same ones)
+        from xtc_jax.apps.web.examples import FIRST_BUILDING
+
+        fly = flythrough.render_flythrough(building=FIRST_BUILDING,
+                                           frames=max_frames * stride if max_frames else 96,
                                            size=resolution)  # fmt: skip
     rgb = fly.rgb[::stride][: max_frames or None]
     truth = fly.truth.get(domain)
@@ -337,8 +340,9 @@ def _plot(rows: list[dict], path: str) -> None:
     for axis, (group, label) in zip(axes[:, 0], present, strict=True):
         keys = [k for k in rows[0] if k.startswith(group) or (group == "flicker" and
                 k == "change_input") or (group == "error" and k.startswith(("l1_", "angular")))]
-        for key in keys:
-            axis.plot(t, [r[key] for r in rows], label=key.replace("_", " "),
+        for key in keys:  # one colour per model in every panel
+            colour = {"baseline": "C0", "consistency": "C1"}.get(key.rsplit("_", 1)[-1], "0.5")
+            axis.plot(t, [r[key] for r in rows], label=key.replace("_", " "), color=colour,
                       linestyle="--" if key == "change_input" else "-")  # fmt: skip
         axis.set_ylabel(label, fontsize=8)
         axis.legend(fontsize=7)
