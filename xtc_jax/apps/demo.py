@@ -136,11 +136,9 @@ def define_flags() -> None:
     global _TASK, _IMG_PATH, _OUTPUT_PATH, _WORKDIR, _BASELINE, _CONSISTENCY, _ENERGY_STATS
     global _ENERGY_RANGE, _MODELS_DIR
     global _MULTITASK, _CONFIG
-    from ml_collections import config_flags
+    from xtc_jax.apps.options import define_config_for_energy
 
-    _CONFIG = config_flags.DEFINE_config_file(
-        "config", None, "Only to fit missing energy statistics of a workdir trained before "
-        "configs were saved in it: the config it was trained with.")  # fmt: skip
+    _CONFIG = define_config_for_energy()
     _TASK = flags.DEFINE_enum("task", "normal", [*TASKS, "mtl"],
                               "What to predict; mtl: a multi-task model's segmentation, depth "
                               "and energy (apps/demo_mtl.py).")  # fmt: skip

@@ -368,8 +368,7 @@ def side_by_side_bytes(predictor, data: bytes, name: str, max_frames: int) -> by
 def define_flags() -> None:
     global _INPUT, _TASK, _OUTPUT, _WORKDIR, _MODELS_DIR, _MAX_FRAMES, _STRIDE, _SIZE, _BATCH
     global _CONFIG
-    from ml_collections import config_flags
-
+    from xtc_jax.apps.options import define_config_for_energy
     from xtc_jax.apps.predictor import DEFAULT_MODELS_DIR, TASKS
 
     _INPUT = flags.DEFINE_string("input", None, "A video file (anything ffmpeg reads), or "
@@ -386,9 +385,7 @@ def define_flags() -> None:
                                    "rate is the input's divided by it).")  # fmt: skip
     _SIZE = flags.DEFINE_integer("size", 256, "Each panel's side in the output video, pixels.")
     _BATCH = flags.DEFINE_integer("batch", 8, "Frames per model call.")
-    _CONFIG = config_flags.DEFINE_config_file(
-        "config", None, "Only to fit missing energy statistics of a workdir trained before "
-        "configs were saved in it: the config it was trained with.")  # fmt: skip
+    _CONFIG = define_config_for_energy()
 
 
 def main(argv: list[str]) -> None:
@@ -425,7 +422,9 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    from xtc_jax.apps import options
     from xtc_jax.infra import cli
 
     define_flags()
+    flags.adopt_module_key_flags(options)  # --help lists --config too
     cli.run(main)

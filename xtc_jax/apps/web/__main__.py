@@ -17,8 +17,9 @@ from __future__ import annotations
 import sys
 
 from absl import flags
-from ml_collections import config_flags
 
+from xtc_jax.apps import options
+from xtc_jax.apps.options import define_config_for_energy
 from xtc_jax.infra import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A main run's workdir (its baseline and "
@@ -33,9 +34,8 @@ _HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (0.0.0.0:
 _PORT = flags.DEFINE_integer("port", 8000, "Port to listen on (0: any free port).")
 _QUEUE = flags.DEFINE_integer("queue", 8, "Jobs that may wait for the models before new ones "
                               "are refused with 'try again'.")  # fmt: skip
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Only to fit missing energy statistics of a workdir trained before configs "
-    "were saved in it: the config it was trained with.")  # fmt: skip
+_CONFIG = define_config_for_energy()
+flags.adopt_module_key_flags(options)  # --help lists --config too
 
 
 def main(argv: list[str]) -> None:

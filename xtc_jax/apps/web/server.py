@@ -17,11 +17,13 @@ stays free to answer other requests while a job runs.
 
 from __future__ import annotations
 
+import functools
 import os
 from importlib import resources
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -67,6 +69,22 @@ async def _read_input(request: Request, form, resolution: int):
                 f"example {example!r}: choose 0 to {len(shown) - 1}.") from None
         return chosen.rgb, chosen.truth, chosen.name, ""
     raise uploads.UploadError("choose an image file to upload, or one of the examples.")
+
+
+def _answering_errors(handler):
+    """`handler` with every error a user can cause answered as {"error": message}: bad input
+    400, a full queue 503 ("try again"); the server keeps serving."""
+
+    @functools.wraps(handler)
+    async def answer(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except Busy as error:
+            return _error(str(error), 503)
+        except (uploads.UploadError, XtcError, MultiPartException) as error:
+            return _error(str(error))
+
+    return answer
 
 
 def _too_large(request: Request, limit: int) -> bool:
@@ -119,65 +137,49 @@ def make_app(engine: Engine, taxonomy=None) -> Starlette:
     async def colour_bar(request: Request) -> Response:
         return Response(pictures.colour_bar_png(), media_type="image/png")
 
+    @_answering_errors
     async def predict(request: Request) -> Response:
         if _too_large(request, uploads.MAX_UPLOAD_BYTES):
             return _error(f"the upload is over the {uploads.MAX_UPLOAD_BYTES // 2**20} MB limit; "
                           "send a smaller image.", 413)  # fmt: skip
-        try:
-            form = await request.form(max_files=2, max_fields=8)
-            task = str(form.get("task") or engine.tasks[0])
-            resolution = await run_in_threadpool(engine.run, lambda: engine.resolution(task))
-            rgb, truth, name, note = await _read_input(request, form, resolution)
-            result = await run_in_threadpool(engine.run, lambda: engine.predict(task, rgb, truth))
-        except uploads.UploadError as error:
-            return _error(str(error))
-        except Busy as error:
-            return _error(str(error), 503)
-        except XtcError as error:
-            return _error(str(error))
+        form = await request.form(max_files=2, max_fields=8)
+        task = str(form.get("task") or engine.tasks[0])
+        resolution = await run_in_threadpool(engine.run, lambda: engine.resolution(task))
+        rgb, truth, name, note = await _read_input(request, form, resolution)
+        result = await run_in_threadpool(engine.run, lambda: engine.predict(task, rgb, truth))
         result = _encode(result)
         result.update(name=name, note=note)
         return JSONResponse(result)
 
+    @_answering_errors
     async def video(request: Request) -> Response:
         from xtc_jax.apps import video as video_lib
 
         if _too_large(request, MAX_VIDEO_BYTES):
             return _error(f"the clip is over the {MAX_VIDEO_BYTES // 2**20} MB limit.", 413)
-        try:
-            form = await request.form(max_files=1, max_fields=8)
-            task = str(form.get("task") or engine.tasks[0])
-            if task == MULTITASK:
-                raise uploads.UploadError("the video shows the normal, depth or reshading "
-                                          "models; choose one of those tasks.")  # fmt: skip
-            upload = form.get("file")
-            if upload is None or not getattr(upload, "filename", None):
-                raise uploads.UploadError("choose a video file to upload.")
-            data = await upload.read()
-            mp4 = await run_in_threadpool(engine.run, lambda: video_lib.side_by_side_bytes(
-                engine.predictor(task), data, upload.filename, MAX_VIDEO_FRAMES))
-        except (uploads.UploadError, XtcError) as error:
-            return _error(str(error))
-        except Busy as error:
-            return _error(str(error), 503)
+        form = await request.form(max_files=1, max_fields=8)
+        task = str(form.get("task") or engine.tasks[0])
+        if task == MULTITASK:
+            raise uploads.UploadError("the video shows the normal, depth or reshading models; "
+                                      "choose one of those tasks.")  # fmt: skip
+        upload = form.get("file")
+        if upload is None or not getattr(upload, "filename", None):
+            raise uploads.UploadError("choose a video file to upload.")
+        data = await upload.read()
+        mp4 = await run_in_threadpool(engine.run, lambda: video_lib.side_by_side_bytes(
+            engine.predictor(task), data, upload.filename, MAX_VIDEO_FRAMES))
         return Response(mp4, media_type="video/mp4")
 
+    @_answering_errors
     async def transfer(request: Request) -> Response:
         if taxonomy is None:
             return _error("this workdir holds no taxonomy run.", 404)
-        try:
-            form = await request.form(max_files=2, max_fields=8)
-            target = str(form.get("target") or "")
-            sources = [s for s in str(form.get("sources") or "").split(",") if s]
-            rgb, truth, name, note = await _read_input(request, form, taxonomy.resolution)
-            result = await run_in_threadpool(engine.run,
-                                             lambda: taxonomy.predict(sources, target, rgb, truth))
-        except uploads.UploadError as error:
-            return _error(str(error))
-        except Busy as error:
-            return _error(str(error), 503)
-        except XtcError as error:
-            return _error(str(error))
+        form = await request.form(max_files=2, max_fields=8)
+        target = str(form.get("target") or "")
+        sources = [s for s in str(form.get("sources") or "").split(",") if s]
+        rgb, truth, name, note = await _read_input(request, form, taxonomy.resolution)
+        result = await run_in_threadpool(engine.run,
+                                         lambda: taxonomy.predict(sources, target, rgb, truth))
         result["images"] = {k: pictures.data_url(v) for k, v in result.pop("pngs").items()}
         result.update(name=name, note=note)
         return JSONResponse(result)

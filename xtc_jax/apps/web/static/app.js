@@ -1,33 +1,7 @@
 // The consistency page: upload or pick an example, run, show every output with a PNG download.
+// (say, card and examplePicker are in common.js.)
 "use strict";
-let chosenExample = null;
-
-function say(element, text, kind) {
-  element.textContent = text;
-  element.className = kind || "";
-}
-
-function card(title, src, download, extra) {
-  const box = document.createElement("div");
-  box.className = "card";
-  box.dataset.name = download.replace(/\.png$/, "");
-  const head = document.createElement("div");
-  head.className = "title";
-  head.textContent = title;
-  box.appendChild(head);
-  const img = document.createElement("img");
-  img.className = extra === "figure" ? "figure" : "out";
-  img.src = src;
-  img.alt = title;
-  box.appendChild(img);
-  if (extra && extra !== "figure") box.appendChild(extra);
-  const link = document.createElement("a");
-  link.href = src;
-  link.download = download;
-  link.textContent = "download PNG";
-  box.appendChild(link);
-  return box;
-}
+let chosenExample = () => null;
 
 function scale(energy) {
   const row = document.createElement("div");
@@ -51,20 +25,8 @@ async function loadInfo() {
     option.value = option.textContent = name;
     task.appendChild(option);
   }
-  const box = document.getElementById("examples");
-  info.examples.forEach((name, i) => {
-    const img = document.createElement("img");
-    img.src = "/api/example/" + i;
-    img.alt = img.title = name;
-    img.dataset.index = i;
-    img.addEventListener("click", () => {
-      chosenExample = chosenExample === i ? null : i;
-      document.querySelectorAll(".examples img").forEach(
-        (other) => other.classList.toggle("chosen", Number(other.dataset.index) === chosenExample));
-      document.getElementById("file").value = "";
-    });
-    box.appendChild(img);
-  });
+  chosenExample = examplePicker(document.getElementById("examples"), info.examples,
+                                document.getElementById("file"));
   document.getElementById("max-frames").textContent = info.max_video_frames;
   if (info.taxonomy) document.getElementById("taxonomy-link").hidden = false;
   document.body.dataset.ready = "1";
@@ -77,7 +39,7 @@ async function run(event) {
   const data = new FormData();
   data.append("task", document.getElementById("task").value);
   if (file) data.append("file", file);
-  else if (chosenExample !== null) data.append("example", chosenExample);
+  else if (chosenExample() !== null) data.append("example", chosenExample());
   else { say(message, "Choose an image file or click an example first.", "error"); return; }
   const button = document.getElementById("run");
   button.disabled = true;

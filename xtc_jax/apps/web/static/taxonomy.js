@@ -1,32 +1,9 @@
 // The transfer page: source tasks + target + image -> the transfer beside the target's own net.
+// (say, card and examplePicker are in common.js.)
 "use strict";
 let info = null;
-let chosenExample = null;
-
-function say(text, kind) {
-  const message = document.getElementById("message");
-  message.textContent = text;
-  message.className = kind || "";
-}
-
-function card(title, src, download) {
-  const box = document.createElement("div");
-  box.className = "card";
-  box.dataset.name = title;
-  const head = document.createElement("div");
-  head.className = "title";
-  head.textContent = title;
-  const img = document.createElement("img");
-  img.className = "out";
-  img.src = src;
-  img.alt = title;
-  const link = document.createElement("a");
-  link.href = src;
-  link.download = download;
-  link.textContent = "download PNG";
-  box.append(head, img, link);
-  return box;
-}
+let chosenExample = () => null;
+const message = () => document.getElementById("message");
 
 function showTable() {
   const target = document.getElementById("target").value;
@@ -59,20 +36,8 @@ async function load() {
     target.appendChild(option);
   });
   target.addEventListener("change", showTable);
-  const examples = document.getElementById("examples");
-  all.examples.forEach((name, i) => {
-    const img = document.createElement("img");
-    img.src = "/api/example/" + i;
-    img.alt = img.title = name;
-    img.dataset.index = i;
-    img.addEventListener("click", () => {
-      chosenExample = chosenExample === i ? null : i;
-      document.querySelectorAll(".examples img").forEach(
-        (other) => other.classList.toggle("chosen", Number(other.dataset.index) === chosenExample));
-      document.getElementById("file").value = "";
-    });
-    examples.appendChild(img);
-  });
+  chosenExample = examplePicker(document.getElementById("examples"), all.examples,
+                                document.getElementById("file"));
   showTable();
   document.body.dataset.ready = "1";
 }
@@ -85,36 +50,37 @@ async function run(event) {
   data.append("sources", chosen.join(","));
   const file = document.getElementById("file").files[0];
   if (file) data.append("file", file);
-  else if (chosenExample !== null) data.append("example", chosenExample);
-  else { say("Choose an image file or click an example first.", "error"); return; }
+  else if (chosenExample() !== null) data.append("example", chosenExample());
+  else { say(message(), "Choose an image file or click an example first.", "error"); return; }
   const button = document.getElementById("run");
   button.disabled = true;
-  say("Running (the first use of a source set trains its readout, some seconds)...");
+  say(message(), "Running (the first use of a source set trains its readout, some seconds)...");
   try {
     const response = await fetch("/api/taxonomy", { method: "POST", body: data });
     const result = await response.json();
-    if (!response.ok) { say(result.error || response.statusText, "error"); return; }
+    if (!response.ok) { say(message(), result.error || response.statusText, "error"); return; }
     const outputs = document.getElementById("outputs");
     outputs.replaceChildren();
     const name = `${result.sources.join("+")}_to_${result.target}`;
-    outputs.appendChild(card("input", result.images.input, `${name}_input.png`));
-    outputs.appendChild(card(`transfer ${result.sources.join(" + ")} \u2192 ${result.target}`,
-                             result.images.transfer, `${name}_transfer.png`));
-    outputs.appendChild(card(`${result.target}'s own network`, result.images.own,
-                             `${name}_own.png`));
-    if (result.images.truth) outputs.appendChild(card("ground truth", result.images.truth,
-                                                      `${name}_truth.png`));
+    outputs.appendChild(card("input", result.images.input, `${name}_input.png`, null, "input"));
+    const titles = [["transfer", `transfer ${result.sources.join(" + ")} \u2192 ${result.target}`],
+                    ["own", `${result.target}'s own network`], ["truth", "ground truth"]];
+    for (const [key, title] of titles) {
+      if (result.images[key]) {
+        outputs.appendChild(card(title, result.images[key], `${name}_${key}.png`, null, title));
+      }
+    }
     const affinity = result.affinity === null ? "not evaluated in the run (only the beam's " +
       "candidates were)" : result.affinity.toFixed(3);
-    say(`${result.name}: affinity ${affinity}` + (result.trained_now ?
+    say(message(), `${result.name}: affinity ${affinity}` + (result.trained_now ?
         ` (readout trained now, ${result.seconds} s)` : ""));
     document.body.dataset.shown = String(Number(document.body.dataset.shown || 0) + 1);
   } catch (error) {
-    say("The server did not answer: " + error, "error");
+    say(message(), "The server did not answer: " + error, "error");
   } finally {
     button.disabled = false;
   }
 }
 
 document.getElementById("form").addEventListener("submit", run);
-load().catch((error) => say("Could not load: " + error, "error"));
+load().catch((error) => say(message(), "Could not load: " + error, "error"));
