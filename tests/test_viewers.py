@@ -66,6 +66,10 @@ def test_the_web_engine_fits_missing_statistics_too(viewer_workdir, tmp_path):
     rgb = np.random.default_rng(1).random((RES, RES, 3), dtype=np.float32)
     result = engine.predict("normal", rgb)
     assert any("fitting them" in m for m in messages)
+    for seed in (2, 3):  # loaded once, compiled once: the same jitted program every time
+        engine.predict("normal", np.random.default_rng(seed).random((RES, RES, 3), np.float32))
+    assert engine.predictor("normal") is engine.predictor("normal")
+    assert engine.predictor("normal")._energy._cache_size() == 1
     assert {"input", "baseline", "consistency", "energy", "reference"} == set(result["pngs"])
     assert result["energy"]["low"] < result["energy"]["high"]
     assert 0 <= result["energy"]["percentile"] <= 100
