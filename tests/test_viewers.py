@@ -160,6 +160,7 @@ def test_the_main_run_saves_its_config_and_fits_energy_statistics_at_the_end(tmp
     fake) and its statistics fitted last, where the viewers find them."""
     from xtc_jax.consistency import experiment
     from xtc_jax.consistency.config import consistency_config
+    from xtc_jax.energy import after_training
     from xtc_jax.infra import run_config
 
     monkeypatch.setattr(experiment, "train", _fake_train)
@@ -172,7 +173,7 @@ def test_the_main_run_saves_its_config_and_fits_energy_statistics_at_the_end(tmp
         spec.downsample = 2
     workdir = str(tmp_path / "run")
     lines: list[str] = []
-    experiment.run(config, workdir, log=lines.append)
+    after_training.run(config, workdir, log=lines.append)  # what the main command runs
     assert run_config.load(workdir).to_dict() == config.to_dict()
     energy_stage = lines.index(next(x for x in lines if x.startswith("== consistency energy")))
     assert "trained reshading->normal (fake)" in lines[energy_stage:]  # the energy's path net

@@ -60,7 +60,7 @@ _DISTRIBUTED = flags.DEFINE_bool(
 #: What each mode runs for each method (config.method; the consistency configs have none):
 #: "module:function", called as function(config, workdir, option).
 METHODS = {
-    "consistency": {"train": "xtc_jax.consistency.experiment:run",
+    "consistency": {"train": "xtc_jax.energy.after_training:run",
                     "prepare": "xtc_jax.data.prepare:report",
                     "eval": "xtc_jax.consistency.evaluate_exports:run"},
     "mtl": {"train": "xtc_jax.mtl.experiment:run",

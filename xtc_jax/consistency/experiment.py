@@ -168,11 +168,6 @@ def run(config, workdir: str, log: Callable[[str], None] = log_line) -> dict:
     consistency_metrics = train(consistency, stage_dirs[workdir_lib.CONSISTENCY], log)
     results = {"baseline": baseline_metrics, "consistency": consistency_metrics}
     log(comparison_table(results))
-    if (config.get("energy") or {}).get("fit_after_training", False):
-        from xtc_jax.energy import command as energy_command  # energy builds on this module
-
-        log("== consistency energy: statistics for the demo, the web demo and the video tool")
-        energy_command.fit_statistics_for(config, workdir, log=log)
     return results
 
 
