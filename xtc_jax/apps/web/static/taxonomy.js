@@ -3,6 +3,8 @@
 "use strict";
 let info = null;
 let chosenExample = () => null;
+// Affinities are shares of 1: three decimals, or two significant digits below 0.001.
+const shown = (value) => (value > 0 && value < 0.001 ? value.toExponential(1) : value.toFixed(3));
 const message = () => document.getElementById("message");
 
 function showTable() {
@@ -12,7 +14,7 @@ function showTable() {
   table.replaceChildren();
   for (const [sources, value] of rows) {
     const line = document.createElement("div");
-    line.textContent = `${sources.split("+").join(" + ")} \u2192 ${target}: ${value.toFixed(3)}`;
+    line.textContent = `${sources.split("+").join(" + ")} \u2192 ${target}: ${shown(value)}`;
     table.appendChild(line);
   }
   if (!rows.length) table.textContent = "The run has no affinity table yet.";
@@ -71,7 +73,7 @@ async function run(event) {
       }
     }
     const affinity = result.affinity === null ? "not evaluated in the run (only the beam's " +
-      "candidates were)" : result.affinity.toFixed(3);
+      "candidates were)" : shown(result.affinity);
     say(message(), `${result.name}: affinity ${affinity}` + (result.trained_now ?
         ` (readout trained now, ${result.seconds} s)` : ""));
     document.body.dataset.shown = String(Number(document.body.dataset.shown || 0) + 1);
