@@ -118,3 +118,12 @@ def test_the_energy_command_names_what_the_folder_lacks(tmp_path, models):
     config.data.resolution = 18
     with pytest.raises(ConfigError, match=r"data\.resolution=18 does not suit the published"):
         energy_command.run(config, str(tmp_path), models_dir=str(models), log=lambda _: None)
+
+
+def test_the_web_demo_offers_the_tasks_the_folder_holds(models):
+    from xtc_jax.apps.web.engine import Engine
+
+    engine = Engine(models_dir=str(models), log=lambda _: None)
+    assert engine.tasks == ["normal"]  # rgb2normal_{baseline,consistency}; no depth, reshading
+    with pytest.raises(ConfigError, match=r"task 'depth' is not available here"):
+        engine.predictor("depth")
