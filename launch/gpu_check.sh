@@ -73,7 +73,8 @@ if [[ $DRY == 1 ]]; then  # toy sizes: every step and flag exercised in a few mi
   MAIN_CONFIG=configs/normal.py:cpu
   MAIN_ARGS=(--config.train.steps=4 --config.train.baseline_steps=2 --config.transfer_steps=2
              --config.train.eval_every=2 --config.train.checkpoint_every=2
-             --config.train.eval_batches=1 --config.batch_size=2)
+             --config.train.eval_batches=1 --config.batch_size=2
+             --config.energy.fit_after_training=False)
 else
   TRAIN_ARGS=(--cases unet_paper,consistency_paper --rounds 3 --steps 5 --batch_paper 32)
   K7_ARGS=(--cases consistency_paper --impls jax,jax_bf16,torch_original,torch_bf16 --rounds 3
@@ -86,7 +87,8 @@ else
   # ~200 steps in all: 14 frozen networks x 8, the baseline 40 + 40, consistency 40
   MAIN_ARGS=(--config.train.steps=40 --config.train.baseline_steps=40 --config.transfer_steps=8
              --config.train.eval_every=40 --config.train.checkpoint_every=40
-             --config.train.eval_batches=2 --config.batch_size=16 --config.data.worker_count=8)
+             --config.train.eval_batches=2 --config.batch_size=16 --config.data.worker_count=8
+             --config.energy.fit_after_training=False)  # the training is what is measured
 fi
 
 run_step train_step_k3 "$(limit LIMIT_TRAIN_STEP 110)" \
