@@ -182,12 +182,11 @@ def _panel(values: np.ndarray, domain: str) -> np.ndarray:
 
 
 def _energy_panel(energy: np.ndarray | None, low: float, high: float, size: int) -> np.ndarray:
-    from xtc_jax.apps.web.pictures import ENERGY_CMAP, _colormap
+    from xtc_jax.apps.web.pictures import coloured
 
     if energy is None:
         return np.zeros((size, size, 3), np.uint8)
-    scaled = np.clip((energy - low) / max(high - low, 1e-12), 0, 1)
-    return (_colormap(ENERGY_CMAP)(scaled)[..., :3] * 255 + 0.5).astype(np.uint8)
+    return coloured(energy, low, high)
 
 
 def _errors(pred: np.ndarray, truth: np.ndarray, domain: str) -> dict[str, np.ndarray]:

@@ -10,6 +10,7 @@ resized to the models' resolution, so the jitted step compiles once per task.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable
@@ -35,8 +36,9 @@ def available_tasks(workdir: str | None, models_dir: str | None) -> list[str]:
     if workdir:
         tasks = []
         path = os.path.join(workdir, "consistency", "export", export.MODEL_JSON)
-        if os.path.isfile(path):
-            dst = export.load_network(os.path.dirname(path)).dst
+        if os.path.isfile(path):  # its model.json says what it predicts; no weights are read
+            with open(path) as f:
+                dst = json.load(f).get("dst")
             tasks = [t for t, d in predictor_lib.TASKS.items() if d == dst]
         if os.path.isfile(os.path.join(workdir, "xtask", "export", export.MODEL_JSON)):
             tasks.append(MULTITASK)

@@ -14,8 +14,6 @@ import functools
 
 import numpy as np
 
-from xtc_jax import domains as domains_lib
-
 FIRST_BUILDING = 900
 COUNT = 3
 
@@ -27,16 +25,6 @@ class Example:
     truth: dict[str, np.ndarray]  # {domain: (R, R, C) float32}, the models' encoding
 
 
-def decoded_truth(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """{domain: float (H, W, C)} of a rendered view's raw arrays (stored domains only)."""
-    out = {}
-    for name, raw in arrays.items():
-        if name not in domains_lib.DOMAINS:
-            continue  # rendered but not a model domain (depth_euclidean)
-        out[name] = np.asarray(domains_lib.get(name).decode(raw), np.float32)
-    return out
-
-
 @functools.lru_cache(maxsize=8)
 def examples(resolution: int | tuple[int, int], seed: int = 0) -> tuple[Example, ...]:
     """COUNT example views at `resolution` (cached): a side, or (height, width) for the
@@ -44,14 +32,14 @@ def examples(resolution: int | tuple[int, int], seed: int = 0) -> tuple[Example,
     from PIL import Image
 
     from xtc_jax.data import images
-    from xtc_jax.data.synthetic import generate
+    from xtc_jax.data.synthetic import flythrough, generate
 
     frame = tuple(resolution) if isinstance(resolution, (tuple, list)) else None
     out = []
     for i in range(COUNT):
         building = FIRST_BUILDING + i
         view = generate.render_view(seed, building, 0, 0, max(frame) if frame else resolution)
-        truth = decoded_truth(view.arrays)
+        truth = flythrough.decode_truth(view.arrays, ("rgb", *flythrough.TRUTH_DOMAINS))
         if frame:
             rgb = images.resize_center_crop(Image.fromarray(view.arrays["rgb"]), frame)
             out.append(Example(f"room {building}", np.asarray(rgb, np.float32) / 255.0, {}))

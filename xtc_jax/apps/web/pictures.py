@@ -44,25 +44,27 @@ def _colormap(name: str):
     return matplotlib.colormaps[name]
 
 
+def coloured(values: np.ndarray, low: float, high: float, cmap: str = ENERGY_CMAP) -> np.ndarray:
+    """An (H, W) map as (H, W, 3) uint8 in `cmap`, on the scale [low, high] (clipped)."""
+    scaled = np.clip((np.asarray(values, np.float64) - low) / max(high - low, 1e-12), 0, 1)
+    return (_colormap(cmap)(scaled)[..., :3] * 255 + 0.5).astype(np.uint8)
+
+
 def energy_png(energy: np.ndarray, low: float, high: float) -> bytes:
     """The (H, W) energy map coloured on the fixed scale [low, high]."""
-    scaled = np.clip((np.asarray(energy, np.float64) - low) / max(high - low, 1e-12), 0, 1)
-    colours = _colormap(ENERGY_CMAP)(scaled)[..., :3]
-    return png_bytes(rgb_image(colours))
+    return png_bytes(Image.fromarray(coloured(energy, low, high)))
 
 
 def map_png(values: np.ndarray, cmap: str) -> bytes:
     """An (H, W) map coloured from its own 1st to 99th percentile (depth, multi-task energy)."""
-    values = np.asarray(values, np.float64)
-    low, high = np.percentile(values, [1, 99])
-    scaled = np.clip((values - low) / max(high - low, 1e-12), 0, 1)
-    return png_bytes(rgb_image(_colormap(cmap)(scaled)[..., :3]))
+    low, high = np.percentile(np.asarray(values, np.float64), [1, 99])
+    return png_bytes(Image.fromarray(coloured(values, low, high, cmap)))
 
 
 def colour_bar_png(width: int = 256, height: int = 12) -> bytes:
     """The energy colour scale, low (left) to high (right)."""
     ramp = np.tile(np.linspace(0, 1, width)[None, :], (height, 1))
-    return png_bytes(rgb_image(_colormap(ENERGY_CMAP)(ramp)[..., :3]))
+    return png_bytes(Image.fromarray(coloured(ramp, 0.0, 1.0)))
 
 
 def reference_png(reference: np.ndarray, value: float, percentile: float | None) -> bytes:

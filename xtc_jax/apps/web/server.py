@@ -45,9 +45,8 @@ def _error(message: str, status: int = 400) -> JSONResponse:
 
 def _encode(result: dict) -> dict:
     """`Engine.predict`'s result with every PNG as a data URL."""
-    out = dict(result)
-    out["images"] = {k: pictures.data_url(v) for k, v in result.pop("pngs").items()}
-    out.pop("pngs", None)
+    out = {k: v for k, v in result.items() if k not in ("pngs", "paths")}
+    out["images"] = {k: pictures.data_url(v) for k, v in result["pngs"].items()}
     out["paths"] = {k: pictures.data_url(v) for k, v in result["paths"].items()}
     return out
 
