@@ -200,3 +200,12 @@ def test_the_web_engine_shows_a_multi_task_model_beside_the_consistency_models(v
     for key in ("segmentation", "depth", "energy"):
         assert Image.open(io.BytesIO(result["pngs"][key])).size == (64, 32)
     assert np.isfinite(result["energy"]["image"])
+
+
+def test_the_web_demo_starts_on_a_multi_task_run_alone(tmp_path):
+    from xtc_jax.apps.web import launch
+
+    root = viewer_fixtures.add_multitask_export(str(tmp_path), size=(32, 64))
+    lines: list[str] = []
+    launch.build_app(root, None, log=lines.append)  # loads and compiles the first task
+    assert any(line.startswith("mtl: models loaded and compiled") for line in lines), lines

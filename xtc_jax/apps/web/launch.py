@@ -26,11 +26,11 @@ def build_app(workdir: str | None, models_dir: str | None, taxonomy_dir: str | N
                     required=taxonomy is None)  # a taxonomy run alone: the /taxonomy page only
     start = time.perf_counter()
     for task in engine.tasks[:1]:
-        model = engine.predictor(task)
-        engine.predict(task, examples.examples(model.resolution)[0].rgb)  # compiles the step
+        resolution = engine.resolution(task)  # an int, or (height, width) for mtl
+        result = engine.predict(task, examples.examples(resolution)[0].rgb)  # compiles the step
         log(f"{task}: models loaded and compiled in {time.perf_counter() - start:.1f} s "
-            f"({model.resolution} px" + (f", energy through {', '.join(model.middles)})"
-                                        if model.middles else ", no energy statistics)"))
+            f"({resolution} px" + (f", energy through {', '.join(result['paths'])})"
+                                   if result["paths"] else ")"))
     return server.make_app(engine, taxonomy)
 
 

@@ -164,15 +164,17 @@ class TaxonomyViewer:
     def predict(self, sources: Sequence[str], target: str, rgb: np.ndarray,
                 truth: dict | None = None) -> dict:  # fmt: skip
         """The page's pictures for one (R, R, 3) image and the transfer's figures."""
-        from xtc_jax.taxonomy import stage_transfers, tasks
+        from xtc_jax.taxonomy import stage_transfers, tasks, transfers
 
         sources = self._check(sources, target)
         start = time.perf_counter()
         params, trained = self.readout(sources, target)
         task = tasks.get(target)
         x = stage_transfers.task_inputs(task, rgb[None], self.config.seed)
-        reps = np.concatenate([np.asarray(self.encoders.encode(
-            self.encoders.params(s)["encoder"], x)) for s in sources], axis=-1)  # fmt: skip
+        reps = transfers.stacked_inputs(
+            {s: transfers.representations(self.encoders.encode,
+                                          self.encoders.params(s)["encoder"], x)
+             for s in sources}, [sources])[0]  # fmt: skip
         readout = self._readout_module(target)
         values = {"transfer": np.asarray(readout.apply({"params": params}, reps))[0],
                   "own": np.asarray(self._own_network(target)(self.encoders.params(target),
